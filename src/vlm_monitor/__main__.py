@@ -1,0 +1,3 @@
+from vlm_monitor.cli import main
+
+raise SystemExit(main())

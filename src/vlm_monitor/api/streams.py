@@ -1,0 +1,93 @@
+"""``/api/streams`` CRUD and seed 003's ``/api/rtsp/*`` aliases."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.config import STREAM_ID_PATTERN, StreamConfig, describe_errors
+from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
+
+router = APIRouter()
+
+
+@router.get("/api/streams")
+async def list_streams(services: ServicesDep) -> list[dict[str, Any]]:
+    return services.streams.statuses()
+
+
+@router.post("/api/streams", status_code=201)
+async def add_stream(body: StreamConfig, services: ServicesDep) -> dict[str, Any]:
+    try:
+        return await services.streams.add(body, persistent=True)
+    except StreamExistsError:
+        raise HTTPException(409, f"stream {body.id!r} already exists") from None
+
+
+@router.get("/api/streams/{stream_id}")
+async def get_stream(stream_id: str, services: ServicesDep) -> dict[str, Any]:
+    try:
+        return services.streams.status(stream_id, detail=True)
+    except StreamNotFoundError:
+        raise HTTPException(404, f"unknown stream {stream_id!r}") from None
+
+
+@router.delete("/api/streams/{stream_id}")
+async def delete_stream(stream_id: str, services: ServicesDep) -> dict[str, Any]:
+    try:
+        await services.streams.remove(stream_id)
+    except StreamNotFoundError:
+        raise HTTPException(404, f"unknown stream {stream_id!r}") from None
+    return {"id": stream_id, "deleted": True}
+
+
+class RtspStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stream_name: str = Field(pattern=STREAM_ID_PATTERN)
+    rtsp_url: str
+    transport: Literal["tcp", "udp", "auto"] = "auto"
+
+
+class RtspStop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stream_name: str
+
+
+@router.post("/api/rtsp/start")
+async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
+    """Idempotent: starting a stream that already runs with the same URL is a success."""
+    try:
+        config = StreamConfig(id=body.stream_name, url=body.rtsp_url, transport=body.transport)
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(describe_errors(exc))) from None
+    if body.stream_name in services.streams:
+        running = services.streams.get(body.stream_name).config.url
+        if running != body.rtsp_url:
+            raise HTTPException(409, f"stream {body.stream_name!r} already runs from {running}")
+        return {"success": True, "already_running": True, "stream_name": body.stream_name,
+                "status": services.streams.status(body.stream_name)}
+    try:
+        status = await services.streams.add(config, persistent=True)
+    except StreamExistsError:  # lost a race with a concurrent start of the same name
+        status = services.streams.status(body.stream_name)
+    return {"success": True, "already_running": False, "stream_name": body.stream_name,
+            "status": status}
+
+
+@router.post("/api/rtsp/stop")
+async def rtsp_stop(body: RtspStop, services: ServicesDep) -> dict[str, Any]:
+    try:
+        await services.streams.remove(body.stream_name)
+    except StreamNotFoundError:
+        raise HTTPException(404, f"unknown stream {body.stream_name!r}") from None
+    return {"success": True, "stream_name": body.stream_name}
+
+
+@router.get("/api/rtsp/status")
+async def rtsp_status(services: ServicesDep) -> dict[str, Any]:
+    statuses = services.streams.statuses()
+    return {"active_streams": sum(1 for s in statuses if s["state"] == "live"),
+            "streams": {s["id"]: s for s in statuses}}

@@ -1,0 +1,88 @@
+"""Health, status, running configuration and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vlm_monitor import __version__
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.services import Services
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/api/status")
+async def status(services: ServicesDep) -> dict[str, Any]:
+    return {"version": __version__, "uptime_s": round(time.time() - services.started_at, 3),
+            "streams": services.streams.statuses(), "event_listeners": services.bus.listeners}
+
+
+@router.get("/api/config")
+async def running_config(services: ServicesDep) -> dict[str, Any]:
+    """The configuration in force, streams added at runtime included; secrets masked."""
+    doc = services.config.model_dump(mode="json")
+    if doc["server"].get("api_token"):
+        doc["server"]["api_token"] = "***"
+    doc["streams"] = [services.streams.get(sid).config.model_dump(mode="json")
+                      for sid in services.streams.ids()]
+    return doc
+
+
+class HubCollector(Collector):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        streams = self.services.streams
+        frames = CounterMetricFamily("vlm_stream_frames", "frames decoded", labels=["stream"])
+        errors = CounterMetricFamily("vlm_stream_decode_errors", "decode errors", labels=["stream"])
+        reconnects = CounterMetricFamily("vlm_stream_reconnects", "reconnects", labels=["stream"])
+        fps = GaugeMetricFamily("vlm_stream_fps", "decoded frames/s", labels=["stream"])
+        live = GaugeMetricFamily("vlm_stream_live", "1 when the stream is live", labels=["stream"])
+        subs = GaugeMetricFamily("vlm_stream_subscribers", "hub subscribers", labels=["stream"])
+        delivered = CounterMetricFamily("vlm_subscription_delivered", "frames handed to a consumer",
+                                        labels=["stream", "subscriber"])
+        dropped = CounterMetricFamily("vlm_subscription_dropped", "frames dropped by the policy",
+                                      labels=["stream", "subscriber"])
+        for status in streams.statuses():
+            sid = status["id"]
+            frames.add_metric([sid], status["frames_in"])
+            errors.add_metric([sid], status["decode_errors"])
+            reconnects.add_metric([sid], status["reconnects"])
+            fps.add_metric([sid], status["fps_in"])
+            live.add_metric([sid], 1.0 if status["state"] == "live" else 0.0)
+            subs.add_metric([sid], status["subscribers"])
+            for sub in self.services.hub.subscriptions(sid):
+                delivered.add_metric([sid, f"{sub.name}/{sub.id}"], sub.stats.delivered)
+                dropped.add_metric([sid, f"{sub.name}/{sub.id}"], sub.stats.dropped)
+        listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
+        listeners.add_metric([], self.services.bus.listeners)
+        published = CounterMetricFamily("vlm_events_published", "events published")
+        published.add_metric([], self.services.bus.published)
+        yield from (frames, errors, reconnects, fps, live, subs, delivered, dropped, listeners,
+                    published)
+
+
+def metrics_registry(services: Services) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(HubCollector(services))
+    return registry
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,58 @@
+"""The composition root: the one place that builds the backend from a Config."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from vlm_monitor import __version__
+from vlm_monitor.api import events, internal, live, streams, system
+from vlm_monitor.config import Config
+from vlm_monitor.services import Services
+
+
+def _validation_messages(exc: RequestValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append(f"{'.'.join(loc) or 'body'}: {msg}")
+    return out
+
+
+def create_app(config: Config) -> FastAPI:
+    services = Services(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(title="vlm-monitor", version=__version__, lifespan=lifespan)
+    app.state.services = services
+    app.state.metrics = system.metrics_registry(services)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = _validation_messages(exc)
+        return JSONResponse({"error": "; ".join(messages), "detail": messages}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    for module in (system, streams, live, internal, events):
+        app.include_router(module.router)
+    web = resources.files("vlm_monitor") / "web"
+    app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
+    return app

@@ -1,0 +1,190 @@
+"""Command line: ``vlm-monitor serve|demo|camera|worker|stop``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
+
+log = logging.getLogger("vlm_monitor.cli")
+RUN_DIR_NAME = "run"
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlm-monitor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the backend")
+    serve.add_argument("--config", help="YAML or JSON configuration file")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    demo = sub.add_parser("demo", help="test camera + backend, nothing external needed")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--camera-port", type=int, default=0, help="0 = a free port")
+    demo.add_argument("--duration", type=float, help="exit cleanly after S seconds")
+    demo.add_argument("--data-dir", default="./data")
+
+    cam = sub.add_parser("camera", help="the test TCP camera (MPEG-TS/H.264)")
+    cam.add_argument("--host", default="127.0.0.1")
+    cam.add_argument("--port", type=int, default=8888)
+    cam.add_argument("--fps", type=float, default=15)
+    cam.add_argument("--size", type=_size, default=(1280, 720))
+    cam.add_argument("--single-client", action="store_true", help="refuse a 2nd client")
+    cam.add_argument("--ready-file", help="write the bound port here once listening")
+
+    worker = sub.add_parser("worker", help="separate inference service, frames via the backend")
+    worker.add_argument("--backend-url", default="http://127.0.0.1:8080")
+    worker.add_argument("--stream", required=True)
+    worker.add_argument("--frame-rate", type=float, default=5)
+    worker.add_argument("--name", default="worker")
+    worker.add_argument("--duration", type=float, help="exit after S seconds with a summary")
+
+    stop = sub.add_parser("stop", help="stop what 'demo' started")
+    stop.add_argument("--data-dir", default="./data")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vlm_monitor.logging_setup import setup_logging
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        setup_logging(args.command, os.environ.get("VLM_MONITOR_LOG_DIR", "logs"))
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "camera":
+            from vlm_monitor.camera.server import run_camera
+
+            run_camera(args.host, args.port, args.fps, args.size, args.single_client,
+                       args.ready_file)
+            return 0
+        if args.command == "worker":
+            from vlm_monitor.worker.main import run_worker
+
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_worker(args.backend_url, args.stream, args.frame_rate,
+                                       args.name, args.duration))
+            return 0
+        return _stop(Path(args.data_dir) / RUN_DIR_NAME)
+    except ConfigError as exc:
+        print(f"vlm-monitor: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_server(config: Config, duration: float | None = None) -> None:
+    import uvicorn
+
+    from vlm_monitor.app import create_app
+
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
+                                           log_config=None, ws_ping_interval=20))
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        if duration is not None:
+            done, _ = await asyncio.wait({task}, timeout=duration)
+            if not done:
+                server.should_exit = True
+        await task
+
+    asyncio.run(run())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vlm_monitor.logging_setup import setup_logging
+
+    config = load_config(args.config)
+    setup_logging("vlm-monitor", config.server.log_dir)
+    if args.host:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    _run_server(config)
+    return 0
+
+
+def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Port a child wrote to ``path`` once listening (no probe connection: the camera may be
+    single-client)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"test camera exited with code {proc.returncode}")
+        with contextlib.suppress(OSError, ValueError):
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise RuntimeError(f"test camera not ready within {timeout} s")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace) -> int:
+    run_dir = Path(args.data_dir) / RUN_DIR_NAME
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ready = run_dir / "camera.port"
+    ready.unlink(missing_ok=True)
+    camera = subprocess.Popen([sys.executable, "-m", "vlm_monitor", "camera", "--port",
+                               str(args.camera_port), "--single-client", "--fps", "15",
+                               "--ready-file", str(ready)])
+    (run_dir / "camera.pid").write_text(str(camera.pid))
+    (run_dir / "demo.pid").write_text(str(os.getpid()))
+    try:
+        cam_port = wait_ready_file(ready, camera)
+        config = build_config({
+            "server": {"port": args.port, "data_dir": args.data_dir},
+            "streams": [{"id": "demo", "url": f"tcp://127.0.0.1:{cam_port}"}],
+        })
+        print(f"\n  vlm-monitor demo: open http://{config.server.host}:{config.server.port}/\n"
+              f"  (test camera on tcp://127.0.0.1:{cam_port}; Ctrl-C or 'vlm-monitor stop' "
+              "ends it)\n", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            _run_server(config, args.duration)
+    finally:
+        camera.terminate()
+        try:
+            camera.wait(5)
+        except subprocess.TimeoutExpired:
+            camera.kill()
+        for name in ("camera.pid", "demo.pid", "camera.port"):
+            (run_dir / name).unlink(missing_ok=True)
+    return 0
+
+
+def _stop(run_dir: Path) -> int:
+    pids = sorted(run_dir.glob("*.pid")) if run_dir.exists() else []
+    if not pids:
+        print("vlm-monitor: nothing to stop (no pid files in %s)" % run_dir)
+        return 0
+    for pid_file in pids:
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            print(f"stopped {pid_file.stem} (pid {pid})")
+        except (ValueError, ProcessLookupError):
+            print(f"{pid_file.stem}: not running")
+        pid_file.unlink(missing_ok=True)
+    return 0
+

@@ -1,0 +1,142 @@
+"""A subscriber's view of one stream: its own queue policy and frame rate.
+
+Policies: ``latest`` keeps only the newest frame; ``ring`` keeps the newest ``capacity``
+frames and drops the oldest when full. Both are bounded, so a slow or dead consumer costs the
+producer one append under a lock and never slows the source or other subscribers. The frame
+rate limit decimates by frame timestamp (not by counting frames), so it holds whatever the
+source rate and across reconnects.
+
+``offer`` is called by the producer (any thread). Consumers use ``get`` (threads) or
+``await next()`` / ``async for`` (asyncio; the subscription must be created on that loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+from vlm_monitor.types import Frame
+
+Policy = Literal["latest", "ring"]
+_ids = itertools.count(1)
+
+
+@dataclass
+class SubscriptionStats:
+    delivered: int = 0
+    dropped: int = 0  # accepted by the rate limit, then pushed out before the consumer took it
+    skipped: int = 0  # not wanted by the rate limit
+    lag_s: float = 0.0  # age of the last delivered frame when it was handed over, seconds
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Subscription:
+    def __init__(self, stream_id: str, name: str, policy: Policy = "latest", capacity: int = 1,
+                 frame_rate: float | None = None, size: tuple[int, int] | None = None) -> None:
+        if policy not in ("latest", "ring"):
+            raise ValueError(f"unknown policy {policy!r}: use 'latest' or 'ring'")
+        if policy == "ring" and capacity < 1:
+            raise ValueError("ring capacity must be >= 1")
+        if frame_rate is not None and frame_rate <= 0:
+            raise ValueError("frame_rate must be > 0")
+        self.id = f"sub-{next(_ids)}"
+        self.stream_id, self.name, self.policy = stream_id, name, policy
+        self.capacity = 1 if policy == "latest" else capacity
+        self.frame_rate = frame_rate
+        self.size = size  # the BGR size this consumer will ask for, a hint for status only
+        self.stats = SubscriptionStats()
+        self.closed = False
+        self._buf: collections.deque[Frame] = collections.deque(maxlen=self.capacity)
+        self._cond = threading.Condition(threading.Lock())
+        self._interval = 1.0 / frame_rate if frame_rate else 0.0
+        self._next_due = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+
+    def offer(self, frame: Frame) -> None:
+        with self._cond:
+            if self.closed:
+                return
+            if self._interval:
+                if frame.ts < self._next_due:
+                    self.stats.skipped += 1
+                    return
+                # Keep the long-run rate exact while tolerating jitter; resync after gaps.
+                self._next_due = max(self._next_due + self._interval, frame.ts + self._interval / 2)
+            if len(self._buf) == self.capacity:
+                self.stats.dropped += 1
+            self._buf.append(frame)
+            self._cond.notify()
+            waiter = self._waiter
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def _take(self) -> Frame:
+        frame = self._buf.popleft()
+        self.stats.delivered += 1
+        self.stats.lag_s = time.time() - frame.ts
+        return frame
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """Next frame for a thread consumer; None on timeout or once closed and drained."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._buf or self.closed, timeout)
+            return self._take() if self._buf else None
+
+    async def next(self, timeout: float | None = None) -> Frame | None:
+        """Next frame for an asyncio consumer; None on timeout or once closed and drained."""
+        if self._loop is None:
+            raise RuntimeError("subscription was created outside an event loop; use get()")
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while True:
+            with self._cond:
+                if self._buf:
+                    return self._take()
+                if self.closed:
+                    return None
+                waiter = self._loop.create_future()
+                self._waiter = waiter
+            try:
+                remaining = None if deadline is None else deadline - self._loop.time()
+                if remaining is not None and remaining <= 0:
+                    return None
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                return None
+            finally:
+                with self._cond:
+                    self._waiter = None
+
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        while (frame := await self.next()) is not None:
+            yield frame
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+            waiter = self._waiter
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "id": self.id, "name": self.name, "policy": self.policy, "capacity": self.capacity,
+            "frame_rate": self.frame_rate, "queued": len(self._buf),
+            "delivered": self.stats.delivered, "dropped": self.stats.dropped,
+            "skipped": self.stats.skipped, "lag_s": round(self.stats.lag_s, 4),
+        }

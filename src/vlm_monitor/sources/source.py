@@ -1,0 +1,173 @@
+"""One Source per stream: the only connection to a camera, decoding in its own thread.
+
+State machine: ``connecting -> live -> reconnecting -> live ...``; ``stopped`` after
+``stop()`` (or the end of a non-looping file); ``failed`` after ``reconnect.max_attempts``
+failed attempts in a row. Every attempt, the first included, is retried with exponential
+back-off and jitter.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import av
+
+from vlm_monitor.config import StreamConfig
+from vlm_monitor.sources.backoff import backoff_delay
+from vlm_monitor.sources.readers import pyav_frames, synthetic_frames
+from vlm_monitor.sources.url import SourceUrl, parse_source_url
+from vlm_monitor.types import Frame, StreamState
+
+log = logging.getLogger("vlm_monitor.sources")
+
+FrameSink = Callable[[Frame], None]
+StateSink = Callable[["Source"], None]
+_FPS_WINDOW_S = 2.0
+
+
+class Source:
+    """Thread-safe to query; ``start``/``stop`` from any thread. ``stop`` blocks until the
+    decoding thread has ended (at most about ``stall_timeout_s``): call it off the event loop."""
+
+    def __init__(self, config: StreamConfig, on_frame: FrameSink, on_state: StateSink) -> None:
+        self.config = config
+        self.id = config.id
+        self.spec: SourceUrl = parse_source_url(config.url)
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = StreamState.STOPPED
+        self.last_error: str | None = None
+        self.transport: str | None = None
+        self.frames_in = 0
+        self.decode_errors = 0
+        self.reconnects = 0
+        self.width = 0
+        self.height = 0
+        self.last_frame_at: float | None = None  # unix seconds
+        self._recent: collections.deque[float] = collections.deque(maxlen=512)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"source {self.id} already started")
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout if timeout is not None else self.config.stall_timeout_s + 5)
+
+    @property
+    def fps_in(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in list(self._recent) if now - t <= _FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        span = max(recent[-1] - recent[0], 1e-6)
+        return round((len(recent) - 1) / span, 2) if now - recent[-1] < 1.0 else 0.0
+
+    def status(self) -> dict[str, Any]:
+        age = None if self.last_frame_at is None else round(time.time() - self.last_frame_at, 3)
+        return {
+            "id": self.id, "url": self.config.url, "state": str(self.state),
+            "frames_in": self.frames_in, "fps_in": self.fps_in,
+            "decode_errors": self.decode_errors, "reconnects": self.reconnects,
+            "last_frame_age_s": age, "width": self.width, "height": self.height,
+            "transport": self.transport, "last_error": self.last_error,
+        }
+
+    def _set_state(self, state: StreamState, error: str | None = None) -> None:
+        if error is not None:
+            self.last_error = error
+        if state is self.state:
+            return
+        self.state = state
+        log.info("stream state", extra={"fields": {"stream": self.id, "state": str(state),
+                                                   "error": error}})
+        self._on_state(self)
+
+    def _count_decode_error(self) -> None:
+        self.decode_errors += 1
+
+    def _frames(self) -> Iterator[Any]:
+        spec, cfg = self.spec, self.config
+        if spec.scheme == "synthetic":
+            self.transport = "synthetic"
+            return synthetic_frames(spec, self._stop)
+        common = dict(open_timeout=cfg.open_timeout_s, stall_timeout=cfg.stall_timeout_s,
+                      threads=cfg.decode_threads, stop=self._stop,
+                      on_decode_error=self._count_decode_error)
+        if spec.scheme == "file":
+            self.transport = "file"
+            return pyav_frames(spec.url, options={}, pace=True, loop=cfg.loop, **common)
+        if spec.scheme == "tcp":
+            self.transport = "tcp"
+            return pyav_frames(spec.url, options={}, **common)
+        return self._rtsp_frames(common)
+
+    def _rtsp_frames(self, common: dict[str, Any]) -> Iterator[Any]:
+        transports = ["tcp", "udp"] if self.config.transport == "auto" else [self.config.transport]
+        for i, transport in enumerate(transports):
+            self.transport = transport
+            frames = pyav_frames(self.spec.url, options={"rtsp_transport": transport}, **common)
+            try:
+                first = next(frames)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                if i + 1 == len(transports):
+                    raise
+                log.info("rtsp transport failed, trying the next", extra={"fields": {
+                    "stream": self.id, "transport": transport, "error": str(exc)}})
+                continue
+            yield first
+            yield from frames
+            return
+
+    def _run(self) -> None:
+        failures = 0
+        first_attempt = True
+        while not self._stop.is_set():
+            self._set_state(StreamState.CONNECTING if first_attempt else StreamState.RECONNECTING)
+            if not first_attempt:
+                self.reconnects += 1
+            first_attempt = False
+            try:
+                for source in self._frames():
+                    self._publish(source)
+                    failures = 0
+                if self.spec.scheme == "file" and not self.config.loop and not self._stop.is_set():
+                    self._set_state(StreamState.STOPPED, "end of file")
+                    return
+                error = "stream ended"
+            except Exception as exc:  # any failure of the peer or the bytes means: reconnect
+                error = f"{type(exc).__name__}: {exc}"
+            if self._stop.is_set():
+                break
+            failures += 1
+            limit = self.config.reconnect.max_attempts
+            if limit is not None and failures >= limit:
+                self._set_state(StreamState.FAILED, f"{error} (gave up after {failures} attempts)")
+                return
+            self._set_state(StreamState.RECONNECTING, error)
+            rc = self.config.reconnect
+            self._stop.wait(backoff_delay(failures, rc.initial_s, rc.max_s, rc.jitter))
+        self._set_state(StreamState.STOPPED)
+
+    def _publish(self, source: Any) -> None:
+        now = time.time()
+        self.frames_in += 1
+        frame = Frame(self.id, self.frames_in, now, source)
+        self.width, self.height = frame.width, frame.height
+        self.last_frame_at = now
+        self._recent.append(time.monotonic())
+        if self.state is not StreamState.LIVE:
+            self._set_state(StreamState.LIVE)
+        self._on_frame(frame)

@@ -1,0 +1,56 @@
+"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``, ``synthetic://?fps=&size=``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+SCHEMES = ("rtsp", "rtsps", "tcp", "file", "synthetic")
+
+
+@dataclass(frozen=True)
+class SourceUrl:
+    scheme: str
+    url: str  # what FFmpeg opens (or the original, for synthetic://)
+    path: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_source_url(url: str) -> SourceUrl:
+    """Validate a source URL; raises ValueError with a message a user can act on."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("url is empty")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"url {url!r} contains whitespace")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"unsupported scheme {parts.scheme!r}: use one of {', '.join(SCHEMES)}")
+    params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if scheme in ("rtsp", "rtsps", "tcp"):
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"url {url!r} has an invalid port") from None
+        if not parts.hostname:
+            raise ValueError(f"url {url!r} has no host")
+        if scheme == "tcp" and port is None:
+            raise ValueError(f"url {url!r} needs a port: tcp://HOST:PORT")
+        return SourceUrl(scheme, url, params=params)
+    if scheme == "file":
+        path = unquote(parts.netloc + parts.path)
+        if not path:
+            raise ValueError(f"url {url!r} has no path")
+        return SourceUrl(scheme, path, path=path, params=params)
+    fps = params.get("fps", "15")
+    size = params.get("size", "1280x720")
+    try:
+        fps_value = float(fps)
+        width, height = (int(p) for p in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"synthetic url {url!r}: fps must be a number and size WxH") from None
+    if not 0 < fps_value <= 120:
+        raise ValueError(f"synthetic url {url!r}: fps must be in (0, 120]")
+    if width < 160 or height < 90 or width > 7680 or height > 4320 or width % 2 or height % 2:
+        raise ValueError(f"synthetic url {url!r}: size must be even, 160x90 .. 7680x4320")
+    return SourceUrl(scheme, url, params={"fps": str(fps_value), "size": f"{width}x{height}"})

@@ -1,0 +1,115 @@
+"""Shared vocabulary of vlm-monitor: frames, stream states and events. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+Size = tuple[int, int]  # (width, height) in pixels
+
+DEFAULT_JPEG_QUALITY = 80
+
+
+class StreamState(enum.StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Frame:
+    """One decoded picture, shared read-only by every consumer of a stream.
+
+    The picture stays in the decoder's own format (an ``av.VideoFrame``, usually YUV) until a
+    consumer asks for BGR at some size or for JPEG; each conversion is done at most once per
+    frame, in one pass (scale + convert), and cached. Conversions are thread-safe and return
+    read-only arrays: consumers must copy before they draw.
+    """
+
+    __slots__ = ("_bgr", "_jpeg", "_lock", "_source", "height", "seq", "stream_id", "ts", "width")
+
+    def __init__(self, stream_id: str, seq: int, ts: float, source: Any) -> None:
+        self.stream_id = stream_id
+        self.seq = seq  # per-stream counter, starting at 1
+        self.ts = ts  # unix seconds when the frame left the decoder
+        self._source = source  # av.VideoFrame, or an HxWx3 uint8 BGR ndarray
+        if isinstance(source, np.ndarray):
+            self.height, self.width = int(source.shape[0]), int(source.shape[1])
+            source.setflags(write=False)
+        else:
+            self.width, self.height = int(source.width), int(source.height)
+        self._bgr: dict[Size, np.ndarray] = {}
+        self._jpeg: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> Size:
+        return (self.width, self.height)
+
+    def bgr(self, size: Size | None = None) -> np.ndarray:
+        """BGR24 pixels at ``size`` (default: native). Blocking: call from a thread."""
+        want = size or self.size
+        cached = self._bgr.get(want)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self._bgr.get(want)
+            if cached is None:
+                cached = self._convert(want)
+                cached.setflags(write=False)
+                self._bgr[want] = cached
+            return cached
+
+    def _convert(self, size: Size) -> np.ndarray:
+        src = self._source
+        if isinstance(src, np.ndarray):
+            if size == self.size:
+                return src
+            return cv2.resize(src, size, interpolation=cv2.INTER_AREA)
+        # swscale scales and converts colour in a single pass.
+        return src.to_ndarray(width=size[0], height=size[1], format="bgr24")
+
+    def jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bytes:
+        """JPEG of the native-size frame, encoded once per quality. Blocking: call from a thread."""
+        cached = self._jpeg.get(quality)
+        if cached is not None:
+            return cached
+        pixels = self.bgr()
+        with self._lock:
+            cached = self._jpeg.get(quality)
+            if cached is None:
+                ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                if not ok:
+                    raise RuntimeError(f"JPEG encoding failed for {self.stream_id}#{self.seq}")
+                cached = buf.tobytes()
+                self._jpeg[quality] = cached
+            return cached
+
+    def has_jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bool:
+        return quality in self._jpeg
+
+    def age(self, now: float | None = None) -> float:
+        return (now if now is not None else time.time()) - self.ts
+
+    def __repr__(self) -> str:
+        return f"Frame({self.stream_id!r}, seq={self.seq}, {self.width}x{self.height})"
+
+
+@dataclass(slots=True)
+class Event:
+    """A push event for /ws/events and friends: ``{"type", "stream", "ts", ...data}``."""
+
+    type: str
+    stream: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "stream": self.stream, "ts": self.ts, **self.data}

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vlm_monitor.testing import CameraProcess, ChildProcess, ServerProcess, free_port, wait_until
+
+SUPPORT = Path(__file__).parent / "support"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def camera(tmp_path: Path) -> Iterator[Callable[..., CameraProcess]]:
+    started: list[CameraProcess] = []
+
+    def start(**kwargs: object) -> CameraProcess:
+        cam = CameraProcess(tmp_path, name=f"camera{len(started)}", **kwargs)  # type: ignore[arg-type]
+        started.append(cam)
+        return cam
+
+    yield start
+    for cam in started:
+        cam.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(config: dict | None = None, port: int | None = None) -> ServerProcess:
+        srv = ServerProcess(tmp_path, config, port=port, name=f"server{len(started)}")
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def _gst_available() -> bool:
+    if not Path(SYSTEM_PYTHON).exists():
+        return False
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def rtsp_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Starts GStreamer's RTSP server; returns its rtsp:// URL. `make test` installs it."""
+    if not _gst_available():
+        pytest.fail("GStreamer RTSP server missing: run `make test` (scripts/install-os-deps.sh)")
+    procs: list[ChildProcess] = []
+
+    def start(path: str = "cam", size: str = "640x360", fps: int = 15) -> str:
+        port = free_port()
+        proc = ChildProcess([SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size,
+                             str(fps)], tmp_path / f"rtsp{len(procs)}.out")
+        procs.append(proc)
+        wait_until(lambda: "READY" in proc.output() or (not proc.alive() and
+                   pytest.fail(proc.output())), 20, what="rtsp server ready")
+        return f"rtsp://127.0.0.1:{port}/{path}"
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+def ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.fail("ffmpeg missing: run `make test` (scripts/install-os-deps.sh)")
+    return path
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
