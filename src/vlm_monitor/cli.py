@@ -97,7 +97,8 @@ def _run_server(config: Config, duration: float | None = None) -> None:
 
     app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
-                                           log_config=None, ws_ping_interval=20))
+                                           log_config=None, ws_ping_interval=20,
+                                           timeout_graceful_shutdown=3))
 
     async def run() -> None:
         task = asyncio.create_task(server.serve())

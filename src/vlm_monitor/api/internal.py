@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
@@ -25,10 +26,12 @@ async def latest_frame(services: ServicesDep, stream: str = Query(...),
     floor = after_seq if after_seq is not None else 0
     if frame is None or frame.seq <= floor:
         sub = services.hub.subscribe(stream, "latest-frame-poll", "latest")
+        deadline = time.monotonic() + timeout
         try:
             frame = services.hub.latest(stream)  # may have arrived while subscribing
             while frame is None or frame.seq <= floor:
-                frame = await sub.next(timeout)
+                remaining = deadline - time.monotonic()
+                frame = await sub.next(remaining) if remaining > 0 else None
                 if frame is None:
                     return Response(status_code=204)
         finally:

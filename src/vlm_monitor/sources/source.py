@@ -133,12 +133,8 @@ class Source:
 
     def _run(self) -> None:
         failures = 0
-        first_attempt = True
+        self._set_state(StreamState.CONNECTING)
         while not self._stop.is_set():
-            self._set_state(StreamState.CONNECTING if first_attempt else StreamState.RECONNECTING)
-            if not first_attempt:
-                self.reconnects += 1
-            first_attempt = False
             try:
                 for source in self._frames():
                     self._publish(source)
@@ -156,6 +152,7 @@ class Source:
             if limit is not None and failures >= limit:
                 self._set_state(StreamState.FAILED, f"{error} (gave up after {failures} attempts)")
                 return
+            self.reconnects += 1
             self._set_state(StreamState.RECONNECTING, error)
             rc = self.config.reconnect
             self._stop.wait(backoff_delay(failures, rc.initial_s, rc.max_s, rc.jitter))
