@@ -67,12 +67,24 @@ class ChildProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+    def wait(self, timeout: float) -> int:
+        """Wait for a child that exits by itself; killed if it overstays ``timeout``."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self._log.close()
         return self.proc.returncode
 
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self._log.close()
 
 
 class CameraProcess(ChildProcess):

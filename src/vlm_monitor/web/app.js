@@ -10,7 +10,7 @@ function render(status) {
     card = $("#card").content.firstElementChild.cloneNode(true);
     card.dataset.stream = status.id;
     $(".sid", card).textContent = status.id;
-    $(".live", card).src = `/api/streams/${encodeURIComponent(status.id)}/mjpeg`;
+    $(".view", card).src = `/api/streams/${encodeURIComponent(status.id)}/mjpeg`;
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
     $("#streams").append(card);
     cards.set(status.id, card);

@@ -1,0 +1,85 @@
+"""The dashboard in a real headless Chromium, against a real backend and test camera."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlm_monitor.camera import strip
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium missing: run `make test` (scripts/install-os-deps.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, tmp_path) -> None:
+    cam = camera(size="1280x720", fps=15, single_client=True)
+    srv = server({"streams": [{"id": "demo", "url": cam.url}]})
+    page.goto(srv.url + "/")
+    card = page.locator('article[data-stream="demo"]')
+    card.wait_for(timeout=15000)
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=demo]').dataset.state === 'live'",
+        timeout=20000)
+    # the <img> shows real decoded pixels of the camera
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=demo] img.view').naturalWidth === 1280",
+        timeout=20000)
+    assert card.locator(".state").inner_text() == "live"
+    page.wait_for_function(
+        "() => parseFloat(document.querySelector('article[data-stream=demo] .fps').textContent) > 5",
+        timeout=10000)
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot))
+    # the picture the browser got carries the camera's strip: it is the live camera
+    jpeg = page.evaluate("""async () => {
+        const img = document.querySelector('article[data-stream=demo] img.view');
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        c.getContext('2d').drawImage(img, 0, 0);
+        return c.toDataURL('image/png');
+    }""")
+    import base64
+
+    import cv2
+    import numpy as np
+
+    png = base64.b64decode(jpeg.split(",", 1)[1])
+    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert strip.read(pixels) is not None
+
+    # add a stream through the form, see it go live, then remove it
+    page.fill("input[name=id]", "synth")
+    page.fill("input[name=url]", "synthetic://?fps=10&size=640x360")
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=synth]')?.dataset.state === 'live'",
+        timeout=20000)
+    page.fill("input[name=id]", "bad")
+    page.fill("input[name=url]", "htp://nope")
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#form-error').textContent.includes('htp')",
+                           timeout=5000)
+    page.locator('article[data-stream="synth"] .remove').click()
+    page.wait_for_function("() => !document.querySelector('article[data-stream=synth]')",
+                           timeout=5000)
+    with srv.client() as c:
+        assert [s["id"] for s in c.get("/api/streams").json()] == ["demo"]
+    assert cam.connections() == 1
