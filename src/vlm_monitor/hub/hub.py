@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 
-from vlm_monitor.hub.subscription import Policy, Subscription
+from vlm_monitor.hub.subscription import Policy, Subscription, wake_all
 from vlm_monitor.types import Frame
 
 
@@ -20,8 +22,15 @@ class StreamHub:
 
     def publish(self, frame: Frame) -> None:
         self._latest[frame.stream_id] = frame
+        waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for sub in self._subs.get(frame.stream_id, ()):
-            sub.offer(frame)
+            waiter = sub.offer(frame)
+            if waiter is not None and sub.loop is not None:
+                waiting.setdefault(sub.loop, []).append(waiter)
+        # One wake-up per loop per frame, however many asyncio consumers wait on it.
+        for loop, waiters in waiting.items():
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(wake_all, waiters)
 
     def latest(self, stream_id: str) -> Frame | None:
         return self._latest.get(stream_id)

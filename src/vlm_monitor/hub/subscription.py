@@ -6,8 +6,10 @@ producer one append under a lock and never slows the source or other subscribers
 rate limit decimates by frame timestamp (not by counting frames), so it holds whatever the
 source rate and across reconnects.
 
-``offer`` is called by the producer (any thread). Consumers use ``get`` (threads) or
-``await next()`` / ``async for`` (asyncio; the subscription must be created on that loop).
+``offer`` is called by the producer (any thread) and returns the asyncio waiter to wake, if
+any, so the hub wakes all of a loop's consumers with one ``call_soon_threadsafe`` per frame.
+Consumers use ``get`` (threads) or ``await next()`` / ``async for`` (asyncio; the subscription
+must be created on that loop).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class SubscriptionStats:
     lag_s: float = 0.0  # age of the last delivered frame when it was handed over, seconds
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class Subscription:
@@ -67,23 +70,21 @@ class Subscription:
         except RuntimeError:
             pass
 
-    def offer(self, frame: Frame) -> None:
+    def offer(self, frame: Frame) -> asyncio.Future[None] | None:
         with self._cond:
             if self.closed:
-                return
+                return None
             if self._interval:
                 if frame.ts < self._next_due:
                     self.stats.skipped += 1
-                    return
+                    return None
                 # Keep the long-run rate exact while tolerating jitter; resync after gaps.
                 self._next_due = max(self._next_due + self._interval, frame.ts + self._interval / 2)
             if len(self._buf) == self.capacity:
                 self.stats.dropped += 1
             self._buf.append(frame)
             self._cond.notify()
-            waiter = self._waiter
-        if waiter is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(_wake, waiter)
+            return self._waiter
 
     def _take(self) -> Frame:
         frame = self._buf.popleft()
@@ -131,7 +132,11 @@ class Subscription:
             self._cond.notify_all()
             waiter = self._waiter
         if waiter is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(_wake, waiter)
+            self._loop.call_soon_threadsafe(wake_all, [waiter])
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
 
     def status(self) -> dict[str, object]:
         return {
