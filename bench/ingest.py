@@ -47,12 +47,35 @@ def pct(values: list[float], q: float) -> float | None:
 
 # ---------------------------------------------------------------- inputs and feeders
 
+
 def make_clip(path: Path, size: str, fps: int, seconds: int) -> Path:
     if not path.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size={size}:rate={fps}", "-t", str(seconds), "-c:v", "libx264",
-                        "-preset", "veryfast", "-g", str(fps), "-pix_fmt", "yuv420p",
-                        "-f", "mpegts", str(path)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size={size}:rate={fps}",
+                "-t",
+                str(seconds),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                str(fps),
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "mpegts",
+                str(path),
+            ],
+            check=True,
+        )
     return path
 
 
@@ -78,14 +101,16 @@ def feeder(clip: Path, loop: bool) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, timeout=300
+    )
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- child processes
+
 
 def child_ingest(url: str, subscribers: int, frames: int) -> dict:
     """Our ingest alone (Source + StreamHub) with N asyncio subscribers taking every frame."""
@@ -119,10 +144,14 @@ def child_ingest(url: str, subscribers: int, frames: int) -> dict:
         hub.close_stream("b")
         await asyncio.gather(*tasks)
         await asyncio.to_thread(source.stop)
-        return {"frames": source.frames_in, "cpu_s": round(cpu, 3),
-                "cpu_ms_per_frame": round(cpu / source.frames_in * 1000, 4),
-                "latency_p50_ms": pct(latencies[5:], 50), "latency_p99_ms": pct(latencies[5:], 99),
-                "delivered_first_sub": subs[0].stats.delivered if subs else None}
+        return {
+            "frames": source.frames_in,
+            "cpu_s": round(cpu, 3),
+            "cpu_ms_per_frame": round(cpu / source.frames_in * 1000, 4),
+            "latency_p50_ms": pct(latencies[5:], 50),
+            "latency_p99_ms": pct(latencies[5:], 99),
+            "delivered_first_sub": subs[0].stats.delivered if subs else None,
+        }
 
     return asyncio.run(main())
 
@@ -135,6 +164,7 @@ def child_workload(design: str, url: str, seconds: float) -> dict:
     counts = [0, 0, 0, 0]
     threads: list[threading.Thread] = []
     if design == "naive":
+
         def consumer(i: int) -> None:
             cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)  # one camera connection per consumer
             while not stop.is_set():
@@ -147,6 +177,7 @@ def child_workload(design: str, url: str, seconds: float) -> dict:
                     cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 counts[i] += 1
             cap.release()
+
         threads = [threading.Thread(target=consumer, args=(i,)) for i in range(4)]
         source = None
     else:
@@ -167,6 +198,7 @@ def child_workload(design: str, url: str, seconds: float) -> dict:
                 else:
                     frame.jpeg(80)
                 counts[i] += 1
+
         threads = [threading.Thread(target=consumer, args=(i,)) for i in range(4)]
         source = Source(StreamConfig(id="w", url=url), hub.publish, lambda s: None)
         source.start()
@@ -182,11 +214,16 @@ def child_workload(design: str, url: str, seconds: float) -> dict:
         t.join(10)
     if source is not None:
         source.stop()
-    return {"design": design, "cpu_s": round(cpu, 3), "frames_per_consumer": done,
-            "cpu_ms_per_consumer_frame": round(cpu / max(1, sum(done)) * 1000, 4)}
+    return {
+        "design": design,
+        "cpu_s": round(cpu, 3),
+        "frames_per_consumer": done,
+        "cpu_ms_per_consumer_frame": round(cpu / max(1, sum(done)) * 1000, 4),
+    }
 
 
 # ---------------------------------------------------------------- sections
+
 
 def section_decode(tmp: Path, quick: bool) -> dict:
     out: dict = {}
@@ -196,13 +233,18 @@ def section_decode(tmp: Path, quick: bool) -> dict:
         frames = 30 * seconds
         feed, url = feeder(clip, loop=False)
         t0 = time.monotonic()
-        ff = subprocess.Popen(["ffmpeg", "-v", "error", "-threads", "1", "-i", url, "-f", "null", "-"])
+        ff = subprocess.Popen(
+            ["ffmpeg", "-v", "error", "-threads", "1", "-i", url, "-f", "null", "-"]
+        )
         _, status, usage = os.wait4(ff.pid, 0)
         ff.returncode = os.waitstatus_to_exitcode(status)
         ffmpeg_cpu = usage.ru_utime + usage.ru_stime
         feed.wait(30)
         log(f"decode {label}: ffmpeg {ffmpeg_cpu:.2f} s CPU in {time.monotonic() - t0:.1f} s")
-        row: dict = {"frames": frames, "ffmpeg_cpu_ms_per_frame": round(ffmpeg_cpu / frames * 1000, 4)}
+        row: dict = {
+            "frames": frames,
+            "ffmpeg_cpu_ms_per_frame": round(ffmpeg_cpu / frames * 1000, 4),
+        }
         for subs in (0, 1, 32):
             feed, url = feeder(clip, loop=False)
             res = run_child("ingest", url, str(subs), str(frames - 5))
@@ -212,8 +254,9 @@ def section_decode(tmp: Path, quick: bool) -> dict:
             log(f"decode {label} ours, {subs} subscribers: {res['cpu_ms_per_frame']} ms/frame")
         base = row["ours_0_subs"]["cpu_ms_per_frame"]
         row["ratio_ours_vs_ffmpeg"] = round(base / row["ffmpeg_cpu_ms_per_frame"], 3)
-        row["ratio_32_vs_1_subs"] = round(row["ours_32_subs"]["cpu_ms_per_frame"]
-                                          / row["ours_1_subs"]["cpu_ms_per_frame"], 3)
+        row["ratio_32_vs_1_subs"] = round(
+            row["ours_32_subs"]["cpu_ms_per_frame"] / row["ours_1_subs"]["cpu_ms_per_frame"], 3
+        )
         out[label] = row
     return out
 
@@ -243,7 +286,7 @@ class MjpegClient(threading.Thread):
                     end = buf.find(b"\xff\xd9", start + 2)
                     if start < 0 or end < 0:
                         break
-                    jpeg, buf = buf[start:end + 2], buf[end + 2:]
+                    jpeg, buf = buf[start : end + 2], buf[end + 2 :]
                     self.frames += 1
                     if self.measure:
                         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -284,7 +327,9 @@ def section_mjpeg(tmp: Path, quick: bool) -> dict:
         feed.wait()
         out[f"viewers_{viewers}"] = {"server_cpu_s": round(cpu, 3), "frames_per_viewer": got}
         log(f"mjpeg {viewers} viewers: server CPU {cpu:.2f} s, frames/viewer {got[:4]}")
-    out["ratio_16_vs_1"] = round(out["viewers_16"]["server_cpu_s"] / out["viewers_1"]["server_cpu_s"], 3)
+    out["ratio_16_vs_1"] = round(
+        out["viewers_16"]["server_cpu_s"] / out["viewers_1"]["server_cpu_s"], 3
+    )
     return out
 
 
@@ -306,7 +351,9 @@ def section_glass(tmp: Path, quick: bool) -> dict:
     ws_lat: list[float] = []
 
     async def ws_reader() -> None:
-        sub = httpx.post(srv.url + "/internal/video/subscribe", json={"stream": "g"}).json()
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(srv.url + "/internal/video/subscribe", json={"stream": "g"})
+        sub = resp.json()
         async with websockets.connect(srv.url.replace("http", "ws") + sub["ws_path"]) as ws:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
@@ -323,9 +370,14 @@ def section_glass(tmp: Path, quick: bool) -> dict:
     mj.join(10)
     srv.stop()
     cam.stop()
-    res = {"mjpeg": {"n": len(mj.latencies), "p50_ms": pct(mj.latencies, 50),
-                     "p99_ms": pct(mj.latencies, 99)},
-           "push_ws": {"n": len(ws_lat), "p50_ms": pct(ws_lat, 50), "p99_ms": pct(ws_lat, 99)}}
+    res = {
+        "mjpeg": {
+            "n": len(mj.latencies),
+            "p50_ms": pct(mj.latencies, 50),
+            "p99_ms": pct(mj.latencies, 99),
+        },
+        "push_ws": {"n": len(ws_lat), "p50_ms": pct(ws_lat, 50), "p99_ms": pct(ws_lat, 99)},
+    }
     log(f"glass-to-glass 720p15: {res}")
     return res
 
@@ -339,8 +391,9 @@ def section_capacity(tmp: Path, quick: bool) -> dict:
         feeds = [feeder(clip, loop=True) for _ in range(n)]
         wd = tmp / f"cap{n}"
         wd.mkdir(exist_ok=True)
-        srv = ServerProcess(wd, {"streams": [{"id": f"c{i}", "url": url}
-                                             for i, (_, url) in enumerate(feeds)]})
+        srv = ServerProcess(
+            wd, {"streams": [{"id": f"c{i}", "url": url} for i, (_, url) in enumerate(feeds)]}
+        )
         with srv.client() as c:
             wait_until(lambda: all(s["state"] == "live" for s in c.get("/api/streams").json()), 60)
             time.sleep(3)
@@ -350,9 +403,16 @@ def section_capacity(tmp: Path, quick: bool) -> dict:
         rates = [(s["frames_in"] - before[s["id"]]) / WINDOW_S for s in after]
         ages = [s["last_frame_age_s"] or 0 for s in after]
         ok = min(rates) >= 15 * 0.95 and max(ages) < 0.5
-        results.append({"streams": n, "min_fps": round(min(rates), 2), "mean_fps": round(sum(rates) / n, 2),
-                        "max_frame_age_s": round(max(ages), 3), "server_cpu_cores": round(cpu / WINDOW_S, 2),
-                        "ok": ok})
+        results.append(
+            {
+                "streams": n,
+                "min_fps": round(min(rates), 2),
+                "mean_fps": round(sum(rates) / n, 2),
+                "max_frame_age_s": round(max(ages), 3),
+                "server_cpu_cores": round(cpu / WINDOW_S, 2),
+                "ok": ok,
+            }
+        )
         log(f"capacity {n} x 720p15: {results[-1]}")
         srv.stop()
         for proc, _ in feeds:
@@ -370,15 +430,23 @@ def section_naive(tmp: Path, quick: bool) -> dict:
     ours = run_child("workload", "ours", cam.url, seconds)
     naive = run_child("workload", "naive", cam.url, seconds)
     cam.stop()
-    res = {"workload": "1 stream 720p30, 2 analysis consumers (640x360 BGR) + 2 JPEG viewers",
-           "ours": ours, "naive": naive,
-           "ratio_naive_vs_ours_cpu": round(naive["cpu_s"] / ours["cpu_s"], 3)}
+    res = {
+        "workload": "1 stream 720p30, 2 analysis consumers (640x360 BGR) + 2 JPEG viewers",
+        "ours": ours,
+        "naive": naive,
+        "ratio_naive_vs_ours_cpu": round(naive["cpu_s"] / ours["cpu_s"], 3),
+    }
     log(f"naive vs ours: {res['ratio_naive_vs_ours_cpu']}x CPU")
     return res
 
 
-SECTIONS = {"decode": section_decode, "mjpeg": section_mjpeg, "glass": section_glass,
-            "capacity": section_capacity, "naive": section_naive}
+SECTIONS = {
+    "decode": section_decode,
+    "mjpeg": section_mjpeg,
+    "glass": section_glass,
+    "capacity": section_capacity,
+    "naive": section_naive,
+}
 
 
 def main() -> int:
@@ -396,8 +464,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     started = time.monotonic()
-    report: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                    "quick": args.quick}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "quick": args.quick,
+    }
     with tempfile.TemporaryDirectory(prefix="vlm-bench-") as tmp:
         for name in args.only or list(SECTIONS):
             log(f"section {name} ...")

@@ -45,7 +45,10 @@ def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def _gst_available() -> bool:
     if not Path(SYSTEM_PYTHON).exists():
         return False
-    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    probe = (
+        "import gi; gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import GstRtspServer"
+    )
     return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
 
 
@@ -58,11 +61,16 @@ def rtsp_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
     def start(path: str = "cam", size: str = "640x360", fps: int = 15) -> str:
         port = free_port()
-        proc = ChildProcess([SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size,
-                             str(fps)], tmp_path / f"rtsp{len(procs)}.out")
+        proc = ChildProcess(
+            [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size, str(fps)],
+            tmp_path / f"rtsp{len(procs)}.out",
+        )
         procs.append(proc)
-        wait_until(lambda: "READY" in proc.output() or (not proc.alive() and
-                   pytest.fail(proc.output())), 20, what="rtsp server ready")
+        wait_until(
+            lambda: "READY" in proc.output() or (not proc.alive() and pytest.fail(proc.output())),
+            20,
+            what="rtsp server ready",
+        )
         return f"rtsp://127.0.0.1:{port}/{path}"
 
     yield start

@@ -17,8 +17,11 @@ SYN = "synthetic://?fps=15&size=640x360"
 
 
 def live(client: httpx.Client, sid: str, timeout: float = 20) -> dict:
-    return wait_until(lambda: (s := client.get(f"/api/streams/{sid}").json())["state"] == "live"
-                      and s, timeout, what=f"{sid} live")
+    return wait_until(
+        lambda: (s := client.get(f"/api/streams/{sid}").json())["state"] == "live" and s,
+        timeout,
+        what=f"{sid} live",
+    )
 
 
 def test_health_status_and_crud(server) -> None:
@@ -29,8 +32,18 @@ def test_health_status_and_crud(server) -> None:
         assert r.status_code == 201, r.text
         assert r.json()["id"] == "api1" and r.json()["state"] in ("connecting", "live")
         st = live(c, "api1")
-        for key in ("id", "url", "state", "frames_in", "fps_in", "reconnects", "last_frame_age_s",
-                    "subscribers", "width", "height"):
+        for key in (
+            "id",
+            "url",
+            "state",
+            "frames_in",
+            "fps_in",
+            "reconnects",
+            "last_frame_age_s",
+            "subscribers",
+            "width",
+            "height",
+        ):
             assert key in st
         status = c.get("/api/status").json()
         assert status["version"] and status["uptime_s"] >= 0
@@ -45,8 +58,12 @@ def test_health_status_and_crud(server) -> None:
 def test_bad_input_gets_clear_4xx(server) -> None:
     srv = server({"streams": [{"id": "cam", "url": SYN}]})
     with srv.client() as c:
-        for path in ("/api/streams/nope", "/api/streams/nope/frame.jpg", "/api/streams/nope/mjpeg",
-                     "/internal/video/latest-frame?stream=nope"):
+        for path in (
+            "/api/streams/nope",
+            "/api/streams/nope/frame.jpg",
+            "/api/streams/nope/mjpeg",
+            "/internal/video/latest-frame?stream=nope",
+        ):
             r = c.get(path)
             assert r.status_code == 404 and "nope" in r.json()["error"], path
         assert c.delete("/api/streams/nope").status_code == 404
@@ -54,7 +71,9 @@ def test_bad_input_gets_clear_4xx(server) -> None:
         assert r.status_code == 422 and "unsupported scheme 'htp'" in r.json()["error"]
         r = c.post("/api/streams", json={"id": "x"})
         assert r.status_code == 422 and "url" in r.json()["error"]
-        r = c.post("/api/streams", content=b"{not json", headers={"content-type": "application/json"})
+        r = c.post(
+            "/api/streams", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 422 and r.json()["error"]
         r = c.post("/api/streams", json={"id": "has space", "url": SYN})
         assert r.status_code == 422 and "id" in r.json()["error"]
@@ -90,8 +109,9 @@ def test_concurrent_adds_and_removes_are_safe(server) -> None:
 
     async def churn() -> list[int]:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
-            adds = await asyncio.gather(*(c.post("/api/streams", json={"id": f"s{i % 5}", "url": SYN})
-                                          for i in range(20)))
+            adds = await asyncio.gather(
+                *(c.post("/api/streams", json={"id": f"s{i % 5}", "url": SYN}) for i in range(20))
+            )
             removes = await asyncio.gather(*(c.delete(f"/api/streams/s{i}") for i in range(3)))
             return [r.status_code for r in adds] + [r.status_code for r in removes]
 
@@ -112,12 +132,15 @@ def test_frame_jpeg_and_latest_frame_long_poll(server) -> None:
         seq = int(r.headers["X-Frame-Seq"])
         assert abs(float(r.headers["X-Frame-Timestamp"]) - time.time()) < 5
         t0 = time.monotonic()
-        r = c.get("/internal/video/latest-frame", params={"stream": "cam", "after_seq": seq,
-                                                          "timeout": 5})
+        r = c.get(
+            "/internal/video/latest-frame", params={"stream": "cam", "after_seq": seq, "timeout": 5}
+        )
         assert r.status_code == 200 and int(r.headers["X-Frame-Seq"]) > seq
         assert time.monotonic() - t0 < 2  # returned as soon as the next frame came
-        r = c.get("/internal/video/latest-frame", params={"stream": "cam", "after_seq": 10**9,
-                                                          "timeout": 0.3})
+        r = c.get(
+            "/internal/video/latest-frame",
+            params={"stream": "cam", "after_seq": 10**9, "timeout": 0.3},
+        )
         assert r.status_code == 204
 
 
@@ -139,7 +162,9 @@ def test_push_channel_and_subscription_status(server) -> None:
     srv = server({"streams": [{"id": "cam", "url": SYN}]})
     with srv.client() as c:
         live(c, "cam")
-        sub = c.post("/internal/video/subscribe", json={"stream": "cam", "name": "t", "frame_rate": 5})
+        sub = c.post(
+            "/internal/video/subscribe", json={"stream": "cam", "name": "t", "frame_rate": 5}
+        )
         assert sub.status_code == 201
         sub = sub.json()
 
@@ -157,7 +182,9 @@ def test_push_channel_and_subscription_status(server) -> None:
     with srv.client() as c:
         status = c.get("/internal/video/status").json()
         assert status["streams"]["cam"]["state"] == "live"
-        (s,) = [s for s in status["subscriptions"] if s["subscription_id"] == sub["subscription_id"]]
+        (s,) = [
+            s for s in status["subscriptions"] if s["subscription_id"] == sub["subscription_id"]
+        ]
         assert s["delivered"] >= 8
 
 
@@ -167,7 +194,9 @@ def test_ws_events_report_stream_state(server) -> None:
     async def run() -> list[dict]:
         async with websockets.connect(srv.url.replace("http", "ws") + "/ws/events") as ws:
             async with httpx.AsyncClient(base_url=srv.url) as c:
-                assert (await c.post("/api/streams", json={"id": "ev", "url": SYN})).status_code == 201
+                assert (
+                    await c.post("/api/streams", json={"id": "ev", "url": SYN})
+                ).status_code == 201
             seen: list[dict] = []
             while not any(e.get("state") == "live" for e in seen):
                 seen.append(json.loads(await asyncio.wait_for(ws.recv(), 20)))
@@ -190,7 +219,9 @@ def test_rtsp_aliases(server) -> None:
         live(c, "exam-0001-user-0042")
         status = c.get("/api/rtsp/status").json()
         assert status["active_streams"] == 1 and "exam-0001-user-0042" in status["streams"]
-        assert c.post("/api/rtsp/stop", json={"stream_name": "exam-0001-user-0042"}).status_code == 200
+        assert (
+            c.post("/api/rtsp/stop", json={"stream_name": "exam-0001-user-0042"}).status_code == 200
+        )
         assert c.get("/api/rtsp/status").json()["streams"] == {}
 
 
@@ -209,7 +240,11 @@ def test_serve_refuses_bad_config(tmp_path, python, config: str) -> None:
 
     path = tmp_path / "bad.yaml"
     path.write_text(config)
-    r = subprocess.run([python, "-m", "vlm_monitor", "serve", "--config", str(path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [python, "-m", "vlm_monitor", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "vlm-monitor:" in r.stderr and ("YAML" in r.stderr or "server.port" in r.stderr)

@@ -15,13 +15,29 @@ from vlm_monitor.testing import ChildProcess, free_port, wait_until
 
 def test_demo_serves_a_live_camera_then_exits_cleanly(tmp_path) -> None:
     port = free_port()
-    demo = ChildProcess([sys.executable, "-m", "vlm_monitor", "demo", "--port", str(port),
-                         "--duration", "12", "--data-dir", str(tmp_path / "data")],
-                        tmp_path / "demo.out", env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")})
+    demo = ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "vlm_monitor",
+            "demo",
+            "--port",
+            str(port),
+            "--duration",
+            "12",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        tmp_path / "demo.out",
+        env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")},
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: f"open {url}/" in demo.output(), 30, what="demo prints its URL")
-    st = wait_until(lambda: (s := httpx.get(url + "/api/streams/demo").json())["state"] == "live"
-                    and s, 30, what="demo stream live")
+    st = wait_until(
+        lambda: (s := httpx.get(url + "/api/streams/demo").json())["state"] == "live" and s,
+        30,
+        what="demo stream live",
+    )
     assert st["width"] == 1280
     assert httpx.get(url + "/").text.count("vlm-monitor") >= 1
     assert (tmp_path / "data" / "run" / "camera.pid").exists()
@@ -34,18 +50,28 @@ def test_demo_serves_a_live_camera_then_exits_cleanly(tmp_path) -> None:
 def test_stop_ends_a_running_demo(tmp_path) -> None:
     port = free_port()
     data = tmp_path / "data"
-    demo = ChildProcess([sys.executable, "-m", "vlm_monitor", "demo", "--port", str(port),
-                         "--data-dir", str(data)], tmp_path / "demo.out",
-                        env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")})
+    demo = ChildProcess(
+        [sys.executable, "-m", "vlm_monitor", "demo", "--port", str(port), "--data-dir", str(data)],
+        tmp_path / "demo.out",
+        env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")},
+    )
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200, 30)
     camera_pid = int((data / "run" / "camera.pid").read_text())
-    out = subprocess.run([sys.executable, "-m", "vlm_monitor", "stop", "--data-dir", str(data)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "vlm_monitor", "stop", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and "stopped" in out.stdout
     assert demo.wait(30) == 0, demo.output()
     wait_until(lambda: not _alive(camera_pid), 10, what="camera process gone")
-    again = subprocess.run([sys.executable, "-m", "vlm_monitor", "stop", "--data-dir", str(data)],
-                           capture_output=True, text=True, timeout=30)
+    again = subprocess.run(
+        [sys.executable, "-m", "vlm_monitor", "stop", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "nothing to stop" in again.stdout
 
 

@@ -9,8 +9,15 @@ import pytest
 from vlm_monitor.camera import strip
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -37,15 +44,19 @@ def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, t
     card.wait_for(timeout=15000)
     page.wait_for_function(
         "() => document.querySelector('article[data-stream=demo]').dataset.state === 'live'",
-        timeout=20000)
+        timeout=20000,
+    )
     # the <img> shows real decoded pixels of the camera
     page.wait_for_function(
         "() => document.querySelector('article[data-stream=demo] img.view').naturalWidth === 1280",
-        timeout=20000)
+        timeout=20000,
+    )
     assert card.locator(".state").inner_text() == "live"
     page.wait_for_function(
-        "() => parseFloat(document.querySelector('article[data-stream=demo] .fps').textContent) > 5",
-        timeout=10000)
+        "() => parseFloat(document.querySelector('article[data-stream=demo] .fps')"
+        ".textContent) > 5",
+        timeout=10000,
+    )
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot))
     # the picture the browser got carries the camera's strip: it is the live camera
@@ -71,15 +82,18 @@ def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, t
     page.click("button[type=submit]")
     page.wait_for_function(
         "() => document.querySelector('article[data-stream=synth]')?.dataset.state === 'live'",
-        timeout=20000)
+        timeout=20000,
+    )
     page.fill("input[name=id]", "bad")
     page.fill("input[name=url]", "htp://nope")
     page.click("button[type=submit]")
-    page.wait_for_function("() => document.querySelector('#form-error').textContent.includes('htp')",
-                           timeout=5000)
+    page.wait_for_function(
+        "() => document.querySelector('#form-error').textContent.includes('htp')", timeout=5000
+    )
     page.locator('article[data-stream="synth"] .remove').click()
-    page.wait_for_function("() => !document.querySelector('article[data-stream=synth]')",
-                           timeout=5000)
+    page.wait_for_function(
+        "() => !document.querySelector('article[data-stream=synth]')", timeout=5000
+    )
     with srv.client() as c:
         assert [s["id"] for s in c.get("/api/streams").json()] == ["demo"]
     assert cam.connections() == 1

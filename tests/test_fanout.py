@@ -13,10 +13,26 @@ from vlm_monitor.testing import ChildProcess, wait_until
 
 
 def _worker(srv, tmp_path, i: int, duration: float) -> ChildProcess:
-    return ChildProcess([sys.executable, "-m", "vlm_monitor", "worker", "--backend-url", srv.url,
-                         "--stream", "cam", "--frame-rate", "5", "--name", f"w{i}",
-                         "--duration", str(duration)], tmp_path / f"worker{i}.out",
-                        env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")})
+    return ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "vlm_monitor",
+            "worker",
+            "--backend-url",
+            srv.url,
+            "--stream",
+            "cam",
+            "--frame-rate",
+            "5",
+            "--name",
+            f"w{i}",
+            "--duration",
+            str(duration),
+        ],
+        tmp_path / f"worker{i}.out",
+        env={"VLM_MONITOR_LOG_DIR": str(tmp_path / "logs")},
+    )
 
 
 def _summary(proc: ChildProcess) -> dict:
@@ -52,8 +68,10 @@ class Poller(threading.Thread):
         try:
             with httpx.Client(base_url=self.base, timeout=10) as c:
                 while not self.stop.is_set():
-                    r = c.get("/internal/video/latest-frame",
-                              params={"stream": "cam", "after_seq": seq, "timeout": 2})
+                    r = c.get(
+                        "/internal/video/latest-frame",
+                        params={"stream": "cam", "after_seq": seq, "timeout": 2},
+                    )
                     if r.status_code == 200:
                         assert int(r.headers["X-Frame-Seq"]) > seq
                         seq = int(r.headers["X-Frame-Seq"])
@@ -92,8 +110,18 @@ def test_single_client_camera_feeds_every_consumer(camera, server, tmp_path) -> 
 
 def test_camera_restart_recovers_without_hurting_consumers(camera, server, tmp_path) -> None:
     cam = camera(size="640x360", fps=15, single_client=True)
-    srv = server({"streams": [{"id": "cam", "url": cam.url, "stall_timeout_s": 2,
-                               "reconnect": {"initial_s": 0.2, "max_s": 1}}]})
+    srv = server(
+        {
+            "streams": [
+                {
+                    "id": "cam",
+                    "url": cam.url,
+                    "stall_timeout_s": 2,
+                    "reconnect": {"initial_s": 0.2, "max_s": 1},
+                }
+            ]
+        }
+    )
     c = srv.client()
     wait_until(lambda: c.get("/api/streams/cam").json()["state"] == "live", 20)
     worker = _worker(srv, tmp_path, 0, 25)

@@ -26,12 +26,17 @@ class Harness:
         self.states: list[str] = []
         self.sub = self.hub.subscribe("s", "test", "ring", capacity=1000)
         self.config = StreamConfig(id="s", url=url, **kwargs)  # type: ignore[arg-type]
-        self.source = Source(self.config, self.hub.publish, lambda s: self.states.append(str(s.state)))
+        self.source = Source(
+            self.config, self.hub.publish, lambda s: self.states.append(str(s.state))
+        )
         self.source.start()
 
     def wait_state(self, state: str, timeout: float = 20) -> None:
-        wait_until(lambda: self.source.state == state, timeout, what=f"state {state} "
-                   f"(states so far {self.states}, error {self.source.last_error})")
+        wait_until(
+            lambda: self.source.state == state,
+            timeout,
+            what=f"state {state} (states so far {self.states}, error {self.source.last_error})",
+        )
 
 
 @pytest.fixture
@@ -79,8 +84,25 @@ def test_tcp_camera_frames_carry_the_strip(harness: list[Harness], camera) -> No
 @pytest.fixture
 def clip(tmp_path: Path, ffmpeg: str) -> Path:
     path = tmp_path / "clip.mp4"
-    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-                    "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=15",
+            "-t",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -141,8 +163,13 @@ def test_garbage_bytes_are_counted_not_fatal(harness: list[Harness]) -> None:
 
     srv = ByteServer(garbage)
     try:
-        h = start(harness, f"tcp://127.0.0.1:{srv.port}", open_timeout_s=2, stall_timeout_s=2,
-                  reconnect={"initial_s": 0.1, "max_s": 0.5})
+        h = start(
+            harness,
+            f"tcp://127.0.0.1:{srv.port}",
+            open_timeout_s=2,
+            stall_timeout_s=2,
+            reconnect={"initial_s": 0.1, "max_s": 0.5},
+        )
         wait_until(lambda: h.source.decode_errors >= 2, 30, what="decode errors counted")
         assert h.source.state in ("connecting", "reconnecting")
         assert h.source.frames_in == 0 and srv.clients >= 2
@@ -168,8 +195,12 @@ def test_connected_but_silent_peer_is_reconnected(harness: list[Harness], camera
 
     srv = ByteServer(relay)
     try:
-        h = start(harness, f"tcp://127.0.0.1:{srv.port}", stall_timeout_s=1.5,
-                  reconnect={"initial_s": 0.1, "max_s": 0.5})
+        h = start(
+            harness,
+            f"tcp://127.0.0.1:{srv.port}",
+            stall_timeout_s=1.5,
+            reconnect={"initial_s": 0.1, "max_s": 0.5},
+        )
         h.wait_state("live")
         frozen.set()
         h.wait_state("reconnecting", 6)
@@ -182,8 +213,12 @@ def test_connected_but_silent_peer_is_reconnected(harness: list[Harness], camera
 
 def test_unreachable_host_reconnects_then_fails(harness: list[Harness]) -> None:
     port = free_port()  # nothing listens there
-    h = start(harness, f"tcp://127.0.0.1:{port}", open_timeout_s=1,
-              reconnect={"initial_s": 0.05, "max_s": 0.2, "max_attempts": 3})
+    h = start(
+        harness,
+        f"tcp://127.0.0.1:{port}",
+        open_timeout_s=1,
+        reconnect={"initial_s": 0.05, "max_s": 0.2, "max_attempts": 3},
+    )
     h.wait_state("failed", 15)
     assert h.states[:2] == ["connecting", "reconnecting"]
     assert h.states[-1] == "failed"
@@ -192,8 +227,12 @@ def test_unreachable_host_reconnects_then_fails(harness: list[Harness]) -> None:
 
 def test_first_connection_failure_is_retried(harness: list[Harness], camera) -> None:
     port = free_port()
-    h = start(harness, f"tcp://127.0.0.1:{port}", open_timeout_s=1,
-              reconnect={"initial_s": 0.2, "max_s": 0.5})
+    h = start(
+        harness,
+        f"tcp://127.0.0.1:{port}",
+        open_timeout_s=1,
+        reconnect={"initial_s": 0.2, "max_s": 0.5},
+    )
     h.wait_state("reconnecting", 10)
     camera(size="640x360", port=port)
     h.wait_state("live", 20)

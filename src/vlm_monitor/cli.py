@@ -74,15 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "camera":
             from vlm_monitor.camera.server import run_camera
 
-            run_camera(args.host, args.port, args.fps, args.size, args.single_client,
-                       args.ready_file)
+            run_camera(
+                args.host, args.port, args.fps, args.size, args.single_client, args.ready_file
+            )
             return 0
         if args.command == "worker":
             from vlm_monitor.worker.main import run_worker
 
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(run_worker(args.backend_url, args.stream, args.frame_rate,
-                                       args.name, args.duration))
+                asyncio.run(
+                    run_worker(
+                        args.backend_url, args.stream, args.frame_rate, args.name, args.duration
+                    )
+                )
             return 0
         return _stop(Path(args.data_dir) / RUN_DIR_NAME)
     except ConfigError as exc:
@@ -96,9 +100,16 @@ def _run_server(config: Config, duration: float | None = None) -> None:
     from vlm_monitor.app import create_app
 
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
-                                           log_config=None, ws_ping_interval=20,
-                                           timeout_graceful_shutdown=3))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_config=None,
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=3,
+        )
+    )
 
     async def run() -> None:
         task = asyncio.create_task(server.serve())
@@ -146,20 +157,37 @@ def _demo(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     ready = run_dir / "camera.port"
     ready.unlink(missing_ok=True)
-    camera = subprocess.Popen([sys.executable, "-m", "vlm_monitor", "camera", "--port",
-                               str(args.camera_port), "--single-client", "--fps", "15",
-                               "--ready-file", str(ready)])
+    camera = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vlm_monitor",
+            "camera",
+            "--port",
+            str(args.camera_port),
+            "--single-client",
+            "--fps",
+            "15",
+            "--ready-file",
+            str(ready),
+        ]
+    )
     (run_dir / "camera.pid").write_text(str(camera.pid))
     (run_dir / "demo.pid").write_text(str(os.getpid()))
     try:
         cam_port = wait_ready_file(ready, camera)
-        config = build_config({
-            "server": {"port": args.port, "data_dir": args.data_dir},
-            "streams": [{"id": "demo", "url": f"tcp://127.0.0.1:{cam_port}"}],
-        })
-        print(f"\n  vlm-monitor demo: open http://{config.server.host}:{config.server.port}/\n"
-              f"  (test camera on tcp://127.0.0.1:{cam_port}; Ctrl-C or 'vlm-monitor stop' "
-              "ends it)\n", flush=True)
+        config = build_config(
+            {
+                "server": {"port": args.port, "data_dir": args.data_dir},
+                "streams": [{"id": "demo", "url": f"tcp://127.0.0.1:{cam_port}"}],
+            }
+        )
+        print(
+            f"\n  vlm-monitor demo: open http://{config.server.host}:{config.server.port}/\n"
+            f"  (test camera on tcp://127.0.0.1:{cam_port}; Ctrl-C or 'vlm-monitor stop' "
+            "ends it)\n",
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, _interrupt)
         with contextlib.suppress(KeyboardInterrupt):
             _run_server(config, args.duration)
@@ -177,7 +205,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _stop(run_dir: Path) -> int:
     pids = sorted(run_dir.glob("*.pid")) if run_dir.exists() else []
     if not pids:
-        print("vlm-monitor: nothing to stop (no pid files in %s)" % run_dir)
+        print(f"vlm-monitor: nothing to stop (no pid files in {run_dir})")
         return 0
     for pid_file in pids:
         try:
@@ -188,4 +216,3 @@ def _stop(run_dir: Path) -> int:
             print(f"{pid_file.stem}: not running")
         pid_file.unlink(missing_ok=True)
     return 0
-

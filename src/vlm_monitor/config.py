@@ -38,7 +38,8 @@ class ReconnectConfig(_Model):
     max_s: float = Field(10.0, gt=0, description="back-off cap, seconds")
     jitter: float = Field(0.2, ge=0, le=1, description="+/- fraction of random jitter")
     max_attempts: int | None = Field(
-        None, ge=1, description="failed attempts in a row before state 'failed'; null = forever")
+        None, ge=1, description="failed attempts in a row before state 'failed'; null = forever"
+    )
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -55,7 +56,8 @@ class StreamConfig(_Model):
     id: str = Field(pattern=STREAM_ID_PATTERN)
     url: str
     transport: Literal["tcp", "udp", "auto"] = Field(
-        "auto", description="RTSP transport; auto tries TCP, then UDP")
+        "auto", description="RTSP transport; auto tries TCP, then UDP"
+    )
     loop: bool = Field(True, description="file:// sources restart at the end")
     analysis_size: str | None = Field("640x360", description="shared downscale for analyzers")
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
@@ -123,8 +125,11 @@ class Config(_Model):
         if not isinstance(tcp, dict) or "host" not in tcp or "port" not in tcp:
             raise ValueError("stream.tcp needs host and port")
         data.setdefault("streams", []).append(
-            {"id": str(legacy.get("id", "camera")), "url": f"tcp://{tcp['host']}:{tcp['port']}"})
-        worker = {k: tcp[k] for k in ("use_backend_client", "backend_url", "frame_rate") if k in tcp}
+            {"id": str(legacy.get("id", "camera")), "url": f"tcp://{tcp['host']}:{tcp['port']}"}
+        )
+        worker = {
+            k: tcp[k] for k in ("use_backend_client", "backend_url", "frame_rate") if k in tcp
+        }
         data["worker"] = {**data.get("worker", {}), **worker}
         return data
 
@@ -173,7 +178,9 @@ def build_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Con
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(describe_errors(exc))) from None
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(describe_errors(exc))
+        ) from None
 
 
 def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
@@ -187,7 +194,9 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise ConfigError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

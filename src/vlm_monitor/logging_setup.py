@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "color_message"}
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -27,8 +30,12 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        parts = [f"{stamp}.{int(record.msecs):03d}", record.levelname.lower(), record.name,
-                 record.getMessage()]
+        parts = [
+            f"{stamp}.{int(record.msecs):03d}",
+            record.levelname.lower(),
+            record.name,
+            record.getMessage(),
+        ]
         parts += [f"{k}={v}" for k, v in _fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:
@@ -61,7 +68,8 @@ def setup_logging(component: str, log_dir: str | Path | None = "logs", level: st
         path = Path(log_dir)
         path.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            path / f"{component}.log", maxBytes=10 * 1024 * 1024, backupCount=3)
+            path / f"{component}.log", maxBytes=10 * 1024 * 1024, backupCount=3
+        )
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     # uvicorn's access log line per MJPEG part or poll would drown everything else.

@@ -38,12 +38,16 @@ class Services:
             try:
                 stream = StreamConfig.model_validate(stored)
             except ValidationError as exc:
-                log.error("stored stream is invalid; skipped",
-                          extra={"fields": {"stream": stored.get("id"), "error": str(exc)}})
+                log.error(
+                    "stored stream is invalid; skipped",
+                    extra={"fields": {"stream": stored.get("id"), "error": str(exc)}},
+                )
                 continue
             if stream.id in self.streams:
-                log.warning("stored stream shadowed by the config file",
-                            extra={"fields": {"stream": stream.id}})
+                log.warning(
+                    "stored stream shadowed by the config file",
+                    extra={"fields": {"stream": stream.id}},
+                )
                 continue
             await self.streams.add(stream, persistent=True, already_stored=True)
 

@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -45,13 +47,23 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str 
 class ChildProcess:
     """A child process whose combined output goes to a log file we can read at any time."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.args, self.log_path = args, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, cwd=cwd)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -90,16 +102,36 @@ class ChildProcess:
 class CameraProcess(ChildProcess):
     """``vlm-monitor camera`` on a free port (known once it listens)."""
 
-    def __init__(self, workdir: Path, fps: float = 15, size: str = "640x360",
-                 single_client: bool = False, port: int = 0, name: str = "camera") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        fps: float = 15,
+        size: str = "640x360",
+        single_client: bool = False,
+        port: int = 0,
+        name: str = "camera",
+    ) -> None:
         self.ready_file = workdir / f"{name}.port"
         self.ready_file.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "vlm_monitor", "camera", "--port", str(port), "--fps",
-                str(fps), "--size", size, "--ready-file", str(self.ready_file)]
+        args = [
+            sys.executable,
+            "-m",
+            "vlm_monitor",
+            "camera",
+            "--port",
+            str(port),
+            "--fps",
+            str(fps),
+            "--size",
+            size,
+            "--ready-file",
+            str(self.ready_file),
+        ]
         if single_client:
             args.append("--single-client")
-        super().__init__(args, workdir / f"{name}.out",
-                         env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")})
+        super().__init__(
+            args, workdir / f"{name}.out", env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")}
+        )
         self.port = int(wait_until(self._port, 30, what="camera listening"))
 
     def _port(self) -> int | None:
@@ -120,17 +152,28 @@ class CameraProcess(ChildProcess):
 class ServerProcess(ChildProcess):
     """``vlm-monitor serve`` with a config written to ``workdir``; ready when /health is ok."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
-                 port: int | None = None, name: str = "server") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        port: int | None = None,
+        name: str = "server",
+    ) -> None:
         self.port = port or free_port()
         cfg = dict(config or {})
-        cfg["server"] = {"port": self.port, "data_dir": str(workdir / "data"),
-                         "log_dir": str(workdir / "logs"), **cfg.get("server", {})}
+        cfg["server"] = {
+            "port": self.port,
+            "data_dir": str(workdir / "data"),
+            "log_dir": str(workdir / "logs"),
+            **cfg.get("server", {}),
+        }
         self.config_path = workdir / f"{name}.json"
         self.config_path.write_text(json.dumps(cfg))
-        super().__init__([sys.executable, "-m", "vlm_monitor", "serve", "--config",
-                          str(self.config_path)], workdir / f"{name}.out",
-                         env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")})
+        super().__init__(
+            [sys.executable, "-m", "vlm_monitor", "serve", "--config", str(self.config_path)],
+            workdir / f"{name}.out",
+            env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")},
+        )
         wait_until(self._healthy, 30, what="server healthy")
 
     @property

@@ -5,13 +5,15 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 Size = tuple[int, int]  # (width, height) in pixels
+T = TypeVar("T")
 
 DEFAULT_JPEG_QUALITY = 80
 
@@ -33,7 +35,7 @@ class Frame:
     read-only arrays: consumers must copy before they draw.
     """
 
-    __slots__ = ("_bgr", "_jpeg", "_lock", "_source", "height", "seq", "stream_id", "ts", "width")
+    __slots__ = ("_bgr", "_lock", "_memo", "_source", "height", "seq", "stream_id", "ts", "width")
 
     def __init__(self, stream_id: str, seq: int, ts: float, source: Any) -> None:
         self.stream_id = stream_id
@@ -46,7 +48,7 @@ class Frame:
         else:
             self.width, self.height = int(source.width), int(source.height)
         self._bgr: dict[Size, np.ndarray] = {}
-        self._jpeg: dict[int, bytes] = {}
+        self._memo: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -76,24 +78,36 @@ class Frame:
         # swscale scales and converts colour in a single pass.
         return src.to_ndarray(width=size[0], height=size[1], format="bgr24")
 
+    def memo(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()`` computed once per frame and key, whoever asks first; thread-safe.
+        ``make`` must not call ``memo`` or ``bgr`` itself (the frame lock is held)."""
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[no-any-return]
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]  # type: ignore[no-any-return]
+
+    def has_memo(self, key: Hashable) -> bool:
+        return key in self._memo
+
     def jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bytes:
         """JPEG of the native-size frame, encoded once per quality. Blocking: call from a thread."""
-        cached = self._jpeg.get(quality)
-        if cached is not None:
-            return cached
+        key = ("jpeg", quality)
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[no-any-return]
         pixels = self.bgr()
-        with self._lock:
-            cached = self._jpeg.get(quality)
-            if cached is None:
-                ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-                if not ok:
-                    raise RuntimeError(f"JPEG encoding failed for {self.stream_id}#{self.seq}")
-                cached = buf.tobytes()
-                self._jpeg[quality] = cached
-            return cached
+
+        def encode() -> bytes:
+            ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise RuntimeError(f"JPEG encoding failed for {self.stream_id}#{self.seq}")
+            return buf.tobytes()
+
+        return self.memo(key, encode)
 
     def has_jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bool:
-        return quality in self._jpeg
+        return ("jpeg", quality) in self._memo
 
     def age(self, now: float | None = None) -> float:
         return (now if now is not None else time.time()) - self.ts

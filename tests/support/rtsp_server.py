@@ -23,7 +23,8 @@ factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch(
     f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},"
     f"framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
-    "! rtph264pay name=pay0 pt=96 )")
+    "! rtph264pay name=pay0 pt=96 )"
+)
 factory.set_shared(True)
 server.get_mount_points().add_factory("/" + path, factory)
 server.attach(None)

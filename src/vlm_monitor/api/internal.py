@@ -17,9 +17,12 @@ router = APIRouter(prefix="/internal/video")
 
 
 @router.get("/latest-frame")
-async def latest_frame(services: ServicesDep, stream: str = Query(...),
-                       after_seq: int | None = Query(None, ge=0),
-                       timeout: float = Query(5.0, ge=0, le=60)) -> Response:
+async def latest_frame(
+    services: ServicesDep,
+    stream: str = Query(...),
+    after_seq: int | None = Query(None, ge=0),
+    timeout: float = Query(5.0, ge=0, le=60),
+) -> Response:
     """Newest frame; with ``after_seq``, waits up to ``timeout`` s for a newer one (204 if none)."""
     require_stream(services, stream)
     frame = services.hub.latest(stream)
@@ -59,8 +62,11 @@ class SubscribeBody(BaseModel):
 async def subscribe(body: SubscribeBody, services: ServicesDep) -> dict[str, Any]:
     require_stream(services, body.stream)
     sub = services.remote.create(body.stream, body.name, body.frame_rate)
-    return {**sub.status(), "ws_path": f"/internal/video/ws/{sub.id}",
-            "format": "binary: u32be header length, JSON header, JPEG"}
+    return {
+        **sub.status(),
+        "ws_path": f"/internal/video/ws/{sub.id}",
+        "format": "binary: u32be header length, JSON header, JPEG",
+    }
 
 
 @router.delete("/subscribe/{subscription_id}")
@@ -81,13 +87,19 @@ async def push_frames(websocket: WebSocket, subscription_id: str, services: Serv
         return
     await websocket.accept()
     remote.connected = True
-    sub = services.hub.subscribe(remote.stream, f"remote:{remote.name}", "latest",
-                                 frame_rate=remote.frame_rate)
+    sub = services.hub.subscribe(
+        remote.stream, f"remote:{remote.name}", "latest", frame_rate=remote.frame_rate
+    )
     try:
         async for frame in sub:
             jpeg = await services.jpeg.encode(frame)
-            await websocket.send_bytes(wire.pack(wire.FrameMessage(
-                frame.stream_id, frame.seq, frame.ts, frame.width, frame.height, jpeg)))
+            await websocket.send_bytes(
+                wire.pack(
+                    wire.FrameMessage(
+                        frame.stream_id, frame.seq, frame.ts, frame.width, frame.height, jpeg
+                    )
+                )
+            )
             remote.delivered += 1
             remote.last_seq = frame.seq
         await websocket.close(code=1001, reason="stream removed")

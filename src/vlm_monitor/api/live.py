@@ -16,9 +16,13 @@ BOUNDARY = "vlmframe"
 
 
 def frame_headers(frame: Frame) -> dict[str, str]:
-    return {"X-Frame-Seq": str(frame.seq), "X-Frame-Timestamp": f"{frame.ts:.6f}",
-            "X-Frame-Width": str(frame.width), "X-Frame-Height": str(frame.height),
-            "Cache-Control": "no-store"}
+    return {
+        "X-Frame-Seq": str(frame.seq),
+        "X-Frame-Timestamp": f"{frame.ts:.6f}",
+        "X-Frame-Width": str(frame.width),
+        "X-Frame-Height": str(frame.height),
+        "Cache-Control": "no-store",
+    }
 
 
 async def jpeg_response(services: Services, frame: Frame) -> Response:
@@ -35,22 +39,38 @@ async def frame_jpg(stream_id: str, services: ServicesDep) -> Response:
     return await jpeg_response(services, frame)
 
 
+def _part(frame: Frame, body: bytes) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in frame_headers(frame).items())
+    return (
+        (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+        ).encode()
+        + body
+        + b"\r\n"
+    )
+
+
 @router.get("/api/streams/{stream_id}/mjpeg")
-async def mjpeg(stream_id: str, services: ServicesDep,
-                fps: float | None = Query(None, gt=0, le=60)) -> StreamingResponse:
+async def mjpeg(
+    stream_id: str, services: ServicesDep, fps: float | None = Query(None, gt=0, le=60)
+) -> StreamingResponse:
     require_stream(services, stream_id)
     rate = min(fps or services.config.server.mjpeg_fps, services.config.server.mjpeg_fps)
     sub = services.hub.subscribe(stream_id, "mjpeg", "latest", frame_rate=rate)
+
+    quality = services.jpeg.quality
 
     async def parts() -> AsyncIterator[bytes]:
         try:
             async for frame in sub:
                 body = await services.jpeg.encode(frame)
-                head = "".join(f"{k}: {v}\r\n" for k, v in frame_headers(frame).items())
-                yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}"
-                       f"\r\n{head}\r\n").encode() + body + b"\r\n"
+                # The whole part is the same for every viewer: built once per frame.
+                yield frame.memo(("mjpeg-part", quality), lambda f=frame, b=body: _part(f, b))
         finally:
             services.hub.unsubscribe(sub)
 
-    return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                             headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        parts(),
+        media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        headers={"Cache-Control": "no-store"},
+    )

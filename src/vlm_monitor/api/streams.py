@@ -67,14 +67,22 @@ async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
         running = services.streams.get(body.stream_name).config.url
         if running != body.rtsp_url:
             raise HTTPException(409, f"stream {body.stream_name!r} already runs from {running}")
-        return {"success": True, "already_running": True, "stream_name": body.stream_name,
-                "status": services.streams.status(body.stream_name)}
+        return {
+            "success": True,
+            "already_running": True,
+            "stream_name": body.stream_name,
+            "status": services.streams.status(body.stream_name),
+        }
     try:
         status = await services.streams.add(config, persistent=True)
     except StreamExistsError:  # lost a race with a concurrent start of the same name
         status = services.streams.status(body.stream_name)
-    return {"success": True, "already_running": False, "stream_name": body.stream_name,
-            "status": status}
+    return {
+        "success": True,
+        "already_running": False,
+        "stream_name": body.stream_name,
+        "status": status,
+    }
 
 
 @router.post("/api/rtsp/stop")
@@ -89,5 +97,7 @@ async def rtsp_stop(body: RtspStop, services: ServicesDep) -> dict[str, Any]:
 @router.get("/api/rtsp/status")
 async def rtsp_status(services: ServicesDep) -> dict[str, Any]:
     statuses = services.streams.statuses()
-    return {"active_streams": sum(1 for s in statuses if s["state"] == "live"),
-            "streams": {s["id"]: s for s in statuses}}
+    return {
+        "active_streams": sum(1 for s in statuses if s["state"] == "live"),
+        "streams": {s["id"]: s for s in statuses},
+    }

@@ -26,8 +26,12 @@ async def health() -> dict[str, str]:
 
 @router.get("/api/status")
 async def status(services: ServicesDep) -> dict[str, Any]:
-    return {"version": __version__, "uptime_s": round(time.time() - services.started_at, 3),
-            "streams": services.streams.statuses(), "event_listeners": services.bus.listeners}
+    return {
+        "version": __version__,
+        "uptime_s": round(time.time() - services.started_at, 3),
+        "streams": services.streams.statuses(),
+        "event_listeners": services.bus.listeners,
+    }
 
 
 @router.get("/api/config")
@@ -36,8 +40,9 @@ async def running_config(services: ServicesDep) -> dict[str, Any]:
     doc = services.config.model_dump(mode="json")
     if doc["server"].get("api_token"):
         doc["server"]["api_token"] = "***"
-    doc["streams"] = [services.streams.get(sid).config.model_dump(mode="json")
-                      for sid in services.streams.ids()]
+    doc["streams"] = [
+        services.streams.get(sid).config.model_dump(mode="json") for sid in services.streams.ids()
+    ]
     return doc
 
 
@@ -53,10 +58,16 @@ class HubCollector(Collector):
         fps = GaugeMetricFamily("vlm_stream_fps", "decoded frames/s", labels=["stream"])
         live = GaugeMetricFamily("vlm_stream_live", "1 when the stream is live", labels=["stream"])
         subs = GaugeMetricFamily("vlm_stream_subscribers", "hub subscribers", labels=["stream"])
-        delivered = CounterMetricFamily("vlm_subscription_delivered", "frames handed to a consumer",
-                                        labels=["stream", "subscriber"])
-        dropped = CounterMetricFamily("vlm_subscription_dropped", "frames dropped by the policy",
-                                      labels=["stream", "subscriber"])
+        delivered = CounterMetricFamily(
+            "vlm_subscription_delivered",
+            "frames handed to a consumer",
+            labels=["stream", "subscriber"],
+        )
+        dropped = CounterMetricFamily(
+            "vlm_subscription_dropped",
+            "frames dropped by the policy",
+            labels=["stream", "subscriber"],
+        )
         for status in streams.statuses():
             sid = status["id"]
             frames.add_metric([sid], status["frames_in"])
@@ -72,8 +83,18 @@ class HubCollector(Collector):
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")
         published.add_metric([], self.services.bus.published)
-        yield from (frames, errors, reconnects, fps, live, subs, delivered, dropped, listeners,
-                    published)
+        yield from (
+            frames,
+            errors,
+            reconnects,
+            fps,
+            live,
+            subs,
+            delivered,
+            dropped,
+            listeners,
+            published,
+        )
 
 
 def metrics_registry(services: Services) -> CollectorRegistry:

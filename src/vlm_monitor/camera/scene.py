@@ -36,9 +36,19 @@ class SyntheticScene:
         cy = int(h / 2 + (h / 3 - r) * math.cos(phase * 0.7))
         cv2.circle(img, (cx, cy), r, (40, 200, 255), -1)
         bar_x = int((seq * 4) % w)
-        cv2.rectangle(img, (bar_x, h - h // 8), (min(w - 1, bar_x + w // 10), h - 1), (255, 255, 255), -1)
+        cv2.rectangle(
+            img, (bar_x, h - h // 8), (min(w - 1, bar_x + w // 10), h - 1), (255, 255, 255), -1
+        )
         label = f"#{seq} {time.strftime('%H:%M:%S', time.localtime(ts))}"
-        cv2.putText(img, label, (10, h - h // 8 - 10), cv2.FONT_HERSHEY_SIMPLEX,
-                    max(0.4, h / 720), (255, 255, 255), max(1, h // 360), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            label,
+            (10, h - h // 8 - 10),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            max(0.4, h / 720),
+            (255, 255, 255),
+            max(1, h // 360),
+            cv2.LINE_AA,
+        )
         strip.draw(img, seq, ts)
         return img

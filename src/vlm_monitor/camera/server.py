@@ -57,9 +57,16 @@ class _Client:
 class TestCamera:
     """Asyncio TCP server; the encoder runs in a thread only while clients are connected."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8888, fps: float = 15,
-                 size: tuple[int, int] = (1280, 720), single_client: bool = False,
-                 bitrate: int = 2_000_000, ready_file: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8888,
+        fps: float = 15,
+        size: tuple[int, int] = (1280, 720),
+        single_client: bool = False,
+        bitrate: int = 2_000_000,
+        ready_file: str | None = None,
+    ) -> None:
         self.host, self.port, self.fps, self.size = host, port, fps, size
         self.single_client = single_client
         self.bitrate = bitrate
@@ -77,13 +84,24 @@ class TestCamera:
         self._loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        self._thread = threading.Thread(target=self._encode_loop, name="camera-encoder", daemon=True)
+        self._thread = threading.Thread(
+            target=self._encode_loop, name="camera-encoder", daemon=True
+        )
         self._thread.start()
         if self.ready_file:
-            Path(self.ready_file).write_text(str(self.port))
-        log.info("camera listening", extra={"fields": {
-            "host": self.host, "port": self.port, "fps": self.fps,
-            "size": f"{self.size[0]}x{self.size[1]}", "single_client": self.single_client}})
+            await asyncio.to_thread(Path(self.ready_file).write_text, str(self.port))
+        log.info(
+            "camera listening",
+            extra={
+                "fields": {
+                    "host": self.host,
+                    "port": self.port,
+                    "fps": self.fps,
+                    "size": f"{self.size[0]}x{self.size[1]}",
+                    "single_client": self.single_client,
+                }
+            },
+        )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -104,11 +122,14 @@ class TestCamera:
             await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
         if self.single_client and self._clients:
             self.stats.refused_total += 1
-            log.warning("camera refused client: single-client camera is busy",
-                        extra={"fields": {"peer": peer, "refused_total": self.stats.refused_total}})
+            log.warning(
+                "camera refused client: single-client camera is busy",
+                extra={"fields": {"peer": peer, "refused_total": self.stats.refused_total}},
+            )
             writer.close()
             return
         client = _Client(peer)
@@ -116,8 +137,16 @@ class TestCamera:
         self.stats.connections_total += 1
         self.stats.active = len(self._clients)
         self._has_clients.set()
-        log.info("camera client connected", extra={"fields": {
-            "peer": peer, "active": self.stats.active, "total": self.stats.connections_total}})
+        log.info(
+            "camera client connected",
+            extra={
+                "fields": {
+                    "peer": peer,
+                    "active": self.stats.active,
+                    "total": self.stats.connections_total,
+                }
+            },
+        )
         try:
             while (chunk := await client.queue.get()) is not None:
                 writer.write(chunk)
@@ -132,8 +161,10 @@ class TestCamera:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            log.info("camera client disconnected",
-                     extra={"fields": {"peer": peer, "active": self.stats.active}})
+            log.info(
+                "camera client disconnected",
+                extra={"fields": {"peer": peer, "active": self.stats.active}},
+            )
 
     def _deliver(self, chunk: bytes, key: bool) -> None:
         """Runs on the loop: hands one packet's bytes to every client."""
@@ -168,11 +199,16 @@ class TestCamera:
         sink = _ChunkSink()
         width, height = self.size
         gop = max(1, round(self.fps))
-        out = av.open(sink, "w", format="mpegts", container_options={"flush_packets": "1"},
-                      buffer_size=4096)
+        # PES lengths let the receiver's demuxer emit each frame as soon as its last byte
+        # arrives instead of at the next frame's start (one frame interval of latency).
+        options = {"flush_packets": "1", "omit_video_pes_length": "0"}
+        out = av.open(sink, "w", format="mpegts", container_options=options, buffer_size=4096)
         try:
-            stream = out.add_stream("libx264", rate=round(self.fps), options={
-                "preset": "ultrafast", "tune": "zerolatency", "g": str(gop)})
+            stream = out.add_stream(
+                "libx264",
+                rate=round(self.fps),
+                options={"preset": "ultrafast", "tune": "zerolatency", "g": str(gop)},
+            )
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.bit_rate = self.bitrate
             period = 1.0 / self.fps
@@ -192,7 +228,7 @@ class TestCamera:
                 frame.pts = index
                 index += 1
                 for packet in stream.encode(frame):
-                    out.mux(packet)
+                    out.mux(_with_trailing_aud(packet))
                     chunk = bytes(sink.buf)
                     sink.buf.clear()
                     self._loop.call_soon_threadsafe(self._deliver, chunk, packet.is_keyframe)
@@ -201,8 +237,28 @@ class TestCamera:
                 out.close()
 
 
-def run_camera(host: str, port: int, fps: float, size: tuple[int, int], single_client: bool,
-               ready_file: str | None = None) -> None:
+# An access unit delimiter NAL. Appended to each frame, it starts the next access unit inside
+# the same PES packet, so a receiver's H.264 parser can emit the frame at once instead of
+# waiting for the next frame's bytes (one frame interval of latency, 67 ms at 15 fps).
+_AUD = b"\x00\x00\x00\x01\x09\xf0"
+
+
+def _with_trailing_aud(packet: av.Packet) -> av.Packet:
+    out = av.Packet(bytes(packet) + _AUD)
+    out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
+    out.stream = packet.stream
+    out.is_keyframe = packet.is_keyframe
+    return out
+
+
+def run_camera(
+    host: str,
+    port: int,
+    fps: float,
+    size: tuple[int, int],
+    single_client: bool,
+    ready_file: str | None = None,
+) -> None:
     camera = TestCamera(host, port, fps, size, single_client, ready_file=ready_file)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(camera.serve_forever())

@@ -19,7 +19,9 @@ class JpegEncoder:
     async def encode(self, frame: Frame) -> bytes:
         if frame.has_jpeg(self.quality):
             return frame.jpeg(self.quality)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, frame.jpeg, self.quality)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, frame.jpeg, self.quality
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

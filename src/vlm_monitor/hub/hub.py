@@ -35,9 +35,15 @@ class StreamHub:
     def latest(self, stream_id: str) -> Frame | None:
         return self._latest.get(stream_id)
 
-    def subscribe(self, stream_id: str, name: str, policy: Policy = "latest", capacity: int = 1,
-                  frame_rate: float | None = None,
-                  size: tuple[int, int] | None = None) -> Subscription:
+    def subscribe(
+        self,
+        stream_id: str,
+        name: str,
+        policy: Policy = "latest",
+        capacity: int = 1,
+        frame_rate: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Subscription:
         sub = Subscription(stream_id, name, policy, capacity, frame_rate, size)
         with self._lock:
             self._subs[stream_id] = (*self._subs.get(stream_id, ()), sub)

@@ -25,10 +25,16 @@ class RemoteSubscription:
     last_seq: int = 0
 
     def status(self) -> dict[str, Any]:
-        return {"subscription_id": self.id, "stream": self.stream, "name": self.name,
-                "frame_rate": self.frame_rate, "connected": self.connected,
-                "delivered": self.delivered, "last_seq": self.last_seq,
-                "created_at": self.created_at}
+        return {
+            "subscription_id": self.id,
+            "stream": self.stream,
+            "name": self.name,
+            "frame_rate": self.frame_rate,
+            "connected": self.connected,
+            "delivered": self.delivered,
+            "last_seq": self.last_seq,
+            "created_at": self.created_at,
+        }
 
 
 class RemoteSubscriptions:

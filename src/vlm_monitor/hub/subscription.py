@@ -44,8 +44,15 @@ def wake_all(waiters: list[asyncio.Future[None]]) -> None:
 
 
 class Subscription:
-    def __init__(self, stream_id: str, name: str, policy: Policy = "latest", capacity: int = 1,
-                 frame_rate: float | None = None, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        name: str,
+        policy: Policy = "latest",
+        capacity: int = 1,
+        frame_rate: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         if policy not in ("latest", "ring"):
             raise ValueError(f"unknown policy {policy!r}: use 'latest' or 'ring'")
         if policy == "ring" and capacity < 1:
@@ -140,8 +147,14 @@ class Subscription:
 
     def status(self) -> dict[str, object]:
         return {
-            "id": self.id, "name": self.name, "policy": self.policy, "capacity": self.capacity,
-            "frame_rate": self.frame_rate, "queued": len(self._buf),
-            "delivered": self.stats.delivered, "dropped": self.stats.dropped,
-            "skipped": self.stats.skipped, "lag_s": round(self.stats.lag_s, 4),
+            "id": self.id,
+            "name": self.name,
+            "policy": self.policy,
+            "capacity": self.capacity,
+            "frame_rate": self.frame_rate,
+            "queued": len(self._buf),
+            "delivered": self.stats.delivered,
+            "dropped": self.stats.dropped,
+            "skipped": self.stats.skipped,
+            "lag_s": round(self.stats.lag_s, 4),
         }

@@ -25,8 +25,15 @@ class FrameMessage:
 
 
 def pack(msg: FrameMessage) -> bytes:
-    header = json.dumps({"stream": msg.stream, "seq": msg.seq, "ts": msg.ts,
-                         "width": msg.width, "height": msg.height}).encode()
+    header = json.dumps(
+        {
+            "stream": msg.stream,
+            "seq": msg.seq,
+            "ts": msg.ts,
+            "width": msg.width,
+            "height": msg.height,
+        }
+    ).encode()
     return _LEN.pack(len(header)) + header + msg.jpeg
 
 
@@ -38,7 +45,13 @@ def unpack(data: bytes) -> FrameMessage:
         raise ValueError(f"frame message header length {n} is out of bounds")
     try:
         head = json.loads(data[_LEN.size : _LEN.size + n])
-        return FrameMessage(str(head["stream"]), int(head["seq"]), float(head["ts"]),
-                            int(head["width"]), int(head["height"]), data[_LEN.size + n :])
+        return FrameMessage(
+            str(head["stream"]),
+            int(head["seq"]),
+            float(head["ts"]),
+            int(head["width"]),
+            int(head["height"]),
+            data[_LEN.size + n :],
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"bad frame message header: {exc}") from None

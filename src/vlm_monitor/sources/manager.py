@@ -55,8 +55,9 @@ class StreamManager:
         except KeyError:
             raise StreamNotFoundError(stream_id) from None
 
-    async def add(self, config: StreamConfig, persistent: bool,
-                  already_stored: bool = False) -> dict[str, Any]:
+    async def add(
+        self, config: StreamConfig, persistent: bool, already_stored: bool = False
+    ) -> dict[str, Any]:
         async with self._lock:
             if config.id in self._streams:
                 raise StreamExistsError(config.id)

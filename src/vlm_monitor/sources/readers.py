@@ -23,9 +23,18 @@ def _paced_sleep(stop: threading.Event, due: float) -> None:
         stop.wait(delay)
 
 
-def pyav_frames(url: str, *, options: dict[str, str], open_timeout: float, stall_timeout: float,
-                threads: int, stop: threading.Event, on_decode_error: Callable[[], None],
-                pace: bool = False, loop: bool = False) -> Iterator[Any]:
+def pyav_frames(
+    url: str,
+    *,
+    options: dict[str, str],
+    open_timeout: float,
+    stall_timeout: float,
+    threads: int,
+    stop: threading.Event,
+    on_decode_error: Callable[[], None],
+    pace: bool = False,
+    loop: bool = False,
+) -> Iterator[Any]:
     """Yield ``av.VideoFrame`` objects from anything FFmpeg demuxes.
 
     ``pace`` plays a file at its native rate; ``loop`` restarts it at the end. Corrupt packets

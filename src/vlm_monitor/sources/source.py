@@ -76,11 +76,18 @@ class Source:
     def status(self) -> dict[str, Any]:
         age = None if self.last_frame_at is None else round(time.time() - self.last_frame_at, 3)
         return {
-            "id": self.id, "url": self.config.url, "state": str(self.state),
-            "frames_in": self.frames_in, "fps_in": self.fps_in,
-            "decode_errors": self.decode_errors, "reconnects": self.reconnects,
-            "last_frame_age_s": age, "width": self.width, "height": self.height,
-            "transport": self.transport, "last_error": self.last_error,
+            "id": self.id,
+            "url": self.config.url,
+            "state": str(self.state),
+            "frames_in": self.frames_in,
+            "fps_in": self.fps_in,
+            "decode_errors": self.decode_errors,
+            "reconnects": self.reconnects,
+            "last_frame_age_s": age,
+            "width": self.width,
+            "height": self.height,
+            "transport": self.transport,
+            "last_error": self.last_error,
         }
 
     def _set_state(self, state: StreamState, error: str | None = None) -> None:
@@ -89,8 +96,10 @@ class Source:
         if state is self.state:
             return
         self.state = state
-        log.info("stream state", extra={"fields": {"stream": self.id, "state": str(state),
-                                                   "error": error}})
+        log.info(
+            "stream state",
+            extra={"fields": {"stream": self.id, "state": str(state), "error": error}},
+        )
         self._on_state(self)
 
     def _count_decode_error(self) -> None:
@@ -101,9 +110,13 @@ class Source:
         if spec.scheme == "synthetic":
             self.transport = "synthetic"
             return synthetic_frames(spec, self._stop)
-        common = dict(open_timeout=cfg.open_timeout_s, stall_timeout=cfg.stall_timeout_s,
-                      threads=cfg.decode_threads, stop=self._stop,
-                      on_decode_error=self._count_decode_error)
+        common = dict(
+            open_timeout=cfg.open_timeout_s,
+            stall_timeout=cfg.stall_timeout_s,
+            threads=cfg.decode_threads,
+            stop=self._stop,
+            on_decode_error=self._count_decode_error,
+        )
         if spec.scheme == "file":
             self.transport = "file"
             return pyav_frames(spec.url, options={}, pace=True, loop=cfg.loop, **common)
@@ -124,8 +137,12 @@ class Source:
             except (av.error.FFmpegError, OSError) as exc:
                 if i + 1 == len(transports):
                     raise
-                log.info("rtsp transport failed, trying the next", extra={"fields": {
-                    "stream": self.id, "transport": transport, "error": str(exc)}})
+                log.info(
+                    "rtsp transport failed, trying the next",
+                    extra={
+                        "fields": {"stream": self.id, "transport": transport, "error": str(exc)}
+                    },
+                )
                 continue
             yield first
             yield from frames

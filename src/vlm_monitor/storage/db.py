@@ -36,8 +36,10 @@ class Store:
 
     async def save_stream(self, stream_id: str, config: dict[str, Any]) -> None:
         await asyncio.to_thread(
-            self._run, "INSERT OR REPLACE INTO streams (id, config, created_at) VALUES (?, ?, ?)",
-            (stream_id, json.dumps(config), time.time()))
+            self._run,
+            "INSERT OR REPLACE INTO streams (id, config, created_at) VALUES (?, ?, ?)",
+            (stream_id, json.dumps(config), time.time()),
+        )
 
     async def delete_stream(self, stream_id: str) -> None:
         await asyncio.to_thread(self._run, "DELETE FROM streams WHERE id = ?", (stream_id,))

@@ -24,8 +24,14 @@ class BackendVideoClient:
     """Async client of ``/internal/video/*``. ``frames()`` pushes frames over a WebSocket and
     reconnects (with back-off) if the backend goes away; ``latest_frame()`` is the polling way."""
 
-    def __init__(self, backend_url: str, stream: str, name: str = "worker",
-                 frame_rate: float | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        backend_url: str,
+        stream: str,
+        name: str = "worker",
+        frame_rate: float | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.backend_url = backend_url.rstrip("/")
         self.stream, self.name, self.frame_rate = stream, name, frame_rate
         self._http = httpx.AsyncClient(base_url=self.backend_url, timeout=timeout)
@@ -50,43 +56,73 @@ class BackendVideoClient:
     async def status(self) -> dict[str, Any]:
         return await self._json("GET", "/internal/video/status")
 
-    async def latest_frame(self, after_seq: int | None = None,
-                           timeout: float = 5.0) -> wire.FrameMessage | None:
+    async def latest_frame(
+        self, after_seq: int | None = None, timeout: float = 5.0
+    ) -> wire.FrameMessage | None:
         params: dict[str, Any] = {"stream": self.stream, "timeout": timeout}
         if after_seq is not None:
             params["after_seq"] = after_seq
-        resp = await self._http.get("/internal/video/latest-frame", params=params,
-                                    timeout=timeout + 10)
+        resp = await self._http.get(
+            "/internal/video/latest-frame", params=params, timeout=timeout + 10
+        )
         if resp.status_code == 204:
             return None
         if resp.status_code != 200:
             raise BackendError(f"latest-frame: {resp.status_code} {resp.text[:200]}")
         h = resp.headers
-        return wire.FrameMessage(self.stream, int(h["X-Frame-Seq"]), float(h["X-Frame-Timestamp"]),
-                                 int(h["X-Frame-Width"]), int(h["X-Frame-Height"]), resp.content)
+        return wire.FrameMessage(
+            self.stream,
+            int(h["X-Frame-Seq"]),
+            float(h["X-Frame-Timestamp"]),
+            int(h["X-Frame-Width"]),
+            int(h["X-Frame-Height"]),
+            resp.content,
+        )
 
     async def frames(self) -> AsyncIterator[wire.FrameMessage]:
         """Frames at ``frame_rate`` (newest first policy), forever; reconnects on failure."""
         failures = 0
         while True:
             try:
-                sub = await self._json("POST", "/internal/video/subscribe", json={
-                    "stream": self.stream, "name": self.name, "frame_rate": self.frame_rate})
+                sub = await self._json(
+                    "POST",
+                    "/internal/video/subscribe",
+                    json={"stream": self.stream, "name": self.name, "frame_rate": self.frame_rate},
+                )
                 ws_url = self.backend_url.replace("http", "ws", 1) + sub["ws_path"]
                 async with websockets.connect(ws_url, max_size=32 * 1024 * 1024) as ws:
-                    log.info("subscribed", extra={"fields": {
-                        "stream": self.stream, "subscription": sub["subscription_id"]}})
+                    log.info(
+                        "subscribed",
+                        extra={
+                            "fields": {
+                                "stream": self.stream,
+                                "subscription": sub["subscription_id"],
+                            }
+                        },
+                    )
                     failures = 0
                     async for data in ws:
                         if isinstance(data, bytes):
                             yield wire.unpack(data)
-            except (OSError, httpx.HTTPError, BackendError,
-                    websockets.exceptions.WebSocketException) as exc:
+            except (
+                OSError,
+                httpx.HTTPError,
+                BackendError,
+                websockets.exceptions.WebSocketException,
+            ) as exc:
                 failures += 1
                 self.reconnects += 1
                 delay = backoff_delay(failures, 0.5, 10.0, 0.2)
-                log.warning("backend unavailable; retrying", extra={"fields": {
-                    "stream": self.stream, "error": str(exc), "retry_in_s": round(delay, 2)}})
+                log.warning(
+                    "backend unavailable; retrying",
+                    extra={
+                        "fields": {
+                            "stream": self.stream,
+                            "error": str(exc),
+                            "retry_in_s": round(delay, 2),
+                        }
+                    },
+                )
                 await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(backoff_delay(1, 0.5, 10.0, 0.2))

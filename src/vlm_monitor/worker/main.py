@@ -38,18 +38,28 @@ class LatencyStats:
     def summary(self) -> dict[str, object]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         lat = self.latencies_ms[-10000:]
-        return {"frames": self.frames, "fps": round(self.frames / elapsed, 2),
-                "latency_p50_ms": _round(percentile(lat, 50)),
-                "latency_p99_ms": _round(percentile(lat, 99)), "last_seq": self.last_seq,
-                "skipped": self.gaps}
+        return {
+            "frames": self.frames,
+            "fps": round(self.frames / elapsed, 2),
+            "latency_p50_ms": _round(percentile(lat, 50)),
+            "latency_p99_ms": _round(percentile(lat, 99)),
+            "last_seq": self.last_seq,
+            "skipped": self.gaps,
+        }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-async def run_worker(backend_url: str, stream: str, frame_rate: float | None, name: str,
-                     duration: float | None, report_every: float = 5.0) -> dict[str, object]:
+async def run_worker(
+    backend_url: str,
+    stream: str,
+    frame_rate: float | None,
+    name: str,
+    duration: float | None,
+    report_every: float = 5.0,
+) -> dict[str, object]:
     stats = LatencyStats()
     async with BackendVideoClient(backend_url, stream, name, frame_rate) as client:
 
@@ -59,7 +69,9 @@ async def run_worker(backend_url: str, stream: str, frame_rate: float | None, na
                 stats.add(msg.seq, msg.ts)
                 if time.monotonic() >= next_report:
                     next_report += report_every
-                    log.info("worker frames", extra={"fields": {"stream": stream, **stats.summary()}})
+                    log.info(
+                        "worker frames", extra={"fields": {"stream": stream, **stats.summary()}}
+                    )
 
         try:
             await asyncio.wait_for(consume(), duration)
