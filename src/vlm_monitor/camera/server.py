@@ -204,10 +204,18 @@ class TestCamera:
         options = {"flush_packets": "1", "omit_video_pes_length": "0"}
         out = av.open(sink, "w", format="mpegts", container_options=options, buffer_size=4096)
         try:
+            # A VBV buffer caps every frame (key frames too) under the 64 KiB a PES length can
+            # state; bigger frames would cost a receiver one frame interval of latency.
+            vbv_kbit = min(self.bitrate // 1000, 480)
             stream = out.add_stream(
                 "libx264",
                 rate=round(self.fps),
-                options={"preset": "ultrafast", "tune": "zerolatency", "g": str(gop)},
+                options={
+                    "preset": "ultrafast",
+                    "tune": "zerolatency",
+                    "g": str(gop),
+                    "x264-params": f"vbv-maxrate={self.bitrate // 1000}:vbv-bufsize={vbv_kbit}",
+                },
             )
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.bit_rate = self.bitrate
