@@ -109,3 +109,36 @@ def test_camera_serves_many_clients_by_default(camera) -> None:
         s.settimeout(5)
         assert s.recv(188)[:1] == b"\x47"
         s.close()
+
+
+def test_worker_takes_seed000_config(server, tmp_path) -> None:
+    import json
+
+    srv = server({"streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}]})
+    cfg = tmp_path / "config.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "stream": {
+                    "type": "tcp",
+                    "id": "cam",
+                    "tcp": {
+                        "host": "127.0.0.1",
+                        "port": 1,
+                        "use_backend_client": True,
+                        "backend_url": srv.url,
+                        "frame_rate": 4,
+                    },
+                }
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "vlm_monitor", "worker", "--config", str(cfg), "--duration", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])["worker_summary"]
+    assert summary["stream"] == "cam" and 6 <= summary["frames"] <= 18

@@ -50,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--ready-file", help="write the bound port here once listening")
 
     worker = sub.add_parser("worker", help="separate inference service, frames via the backend")
-    worker.add_argument("--backend-url", default="http://127.0.0.1:8080")
-    worker.add_argument("--stream", required=True)
-    worker.add_argument("--frame-rate", type=float, default=5)
+    worker.add_argument("--config", help="take backend_url/frame_rate (seed 000's stream.tcp)")
+    worker.add_argument("--backend-url", help="default: config, else http://127.0.0.1:8080")
+    worker.add_argument("--stream", help="default: the config's first stream")
+    worker.add_argument("--frame-rate", type=float, help="frames/s; default: config, else 5")
     worker.add_argument("--name", default="worker")
     worker.add_argument("--duration", type=float, help="exit after S seconds with a summary")
 
@@ -79,15 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "worker":
-            from vlm_monitor.worker.main import run_worker
-
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(
-                    run_worker(
-                        args.backend_url, args.stream, args.frame_rate, args.name, args.duration
-                    )
-                )
-            return 0
+            return _worker(args)
         return _stop(Path(args.data_dir) / RUN_DIR_NAME)
     except ConfigError as exc:
         print(f"vlm-monitor: {exc}", file=sys.stderr)
@@ -120,6 +113,23 @@ def _run_server(config: Config, duration: float | None = None) -> None:
         await task
 
     asyncio.run(run())
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from vlm_monitor.worker.main import run_worker
+
+    config = load_config(args.config)
+    stream = args.stream or (config.streams[0].id if config.streams else None)
+    if stream is None:
+        print(
+            "vlm-monitor worker: --stream is required (or a config with streams)", file=sys.stderr
+        )
+        return 2
+    backend_url = args.backend_url or config.worker.backend_url
+    frame_rate = args.frame_rate or config.worker.frame_rate
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(backend_url, stream, frame_rate, args.name, args.duration))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -60,6 +60,7 @@ class EventBus:
             listener.put(doc)
 
     def publish_threadsafe(self, event: Event) -> None:
-        if self._loop is None or self._loop.is_closed():
+        if self._loop is None:
             return
-        self._loop.call_soon_threadsafe(self.publish, event)
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+            self._loop.call_soon_threadsafe(self.publish, event)
