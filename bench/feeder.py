@@ -13,29 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import time
 
 import av
 
 from vlm_monitor.camera.scene import SyntheticScene
-
-
-class _Sink(io.RawIOBase):
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.buf += data
-        return len(data)
+from vlm_monitor.camera.server import ChunkSink
 
 
 def encode_clip(width: int, height: int, fps: int, frames: int) -> list[bytes]:
-    sink = _Sink()
+    sink = ChunkSink()
     out = av.open(sink, "w", format="mpegts", container_options={"omit_video_pes_length": "0"})
     stream = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "g": str(fps)})
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,7 +165,7 @@ ENV_OVERRIDES = {
 }
 
 
-def build_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+def build_config(data: dict[str, Any], env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     data = dict(data)
     server = dict(data.get("server") or {})
@@ -183,7 +184,7 @@ def build_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Con
         ) from None
 
 
-def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
     if path is None:
         return build_config({}, env)
     path = Path(path)

@@ -76,7 +76,8 @@ class Frame:
                 return src
             return cv2.resize(src, size, interpolation=cv2.INTER_AREA)
         # swscale scales and converts colour in a single pass.
-        return src.to_ndarray(width=size[0], height=size[1], format="bgr24")
+        pixels: np.ndarray = src.to_ndarray(width=size[0], height=size[1], format="bgr24")
+        return pixels
 
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()`` computed once per frame and key, whoever asks first; thread-safe.

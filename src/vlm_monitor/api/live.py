@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
@@ -65,7 +66,7 @@ async def mjpeg(
             async for frame in sub:
                 body = await services.jpeg.encode(frame)
                 # The whole part is the same for every viewer: built once per frame.
-                yield frame.memo(("mjpeg-part", quality), lambda f=frame, b=body: _part(f, b))
+                yield frame.memo(("mjpeg-part", quality), partial(_part, frame, body))
         finally:
             services.hub.unsubscribe(sub)
 

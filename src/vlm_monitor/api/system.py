@@ -76,9 +76,15 @@ class HubCollector(Collector):
             fps.add_metric([sid], status["fps_in"])
             live.add_metric([sid], 1.0 if status["state"] == "live" else 0.0)
             subs.add_metric([sid], status["subscribers"])
+            # Summed by subscriber name: ids are per connection and would churn label sets.
+            by_name: dict[str, list[int]] = {}
             for sub in self.services.hub.subscriptions(sid):
-                delivered.add_metric([sid, f"{sub.name}/{sub.id}"], sub.stats.delivered)
-                dropped.add_metric([sid, f"{sub.name}/{sub.id}"], sub.stats.dropped)
+                totals = by_name.setdefault(sub.name, [0, 0])
+                totals[0] += sub.stats.delivered
+                totals[1] += sub.stats.dropped
+            for name, (n_delivered, n_dropped) in by_name.items():
+                delivered.add_metric([sid, name], n_delivered)
+                dropped.add_metric([sid, name], n_dropped)
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -27,7 +28,9 @@ log = logging.getLogger("vlm_monitor.camera")
 CLIENT_QUEUE_CHUNKS = 512  # about 17 s of 30 fps video; beyond that the client is too slow
 
 
-class _ChunkSink(io.RawIOBase):
+class ChunkSink(io.RawIOBase):
+    """Collects what a muxer writes, so each packet's bytes can be taken out after ``mux``."""
+
     def __init__(self) -> None:
         self.buf = bytearray()
 
@@ -196,7 +199,7 @@ class TestCamera:
     def _encode_session(self) -> None:
         """Encodes from a fresh key frame until the last client leaves."""
         assert self._loop is not None
-        sink = _ChunkSink()
+        sink = ChunkSink()
         width, height = self.size
         gop = max(1, round(self.fps))
         # PES lengths let the receiver's demuxer emit each frame as soon as its last byte
@@ -251,7 +254,7 @@ class TestCamera:
 _AUD = b"\x00\x00\x00\x01\x09\xf0"
 
 
-def _with_trailing_aud(packet: av.Packet) -> av.Packet:
+def _with_trailing_aud(packet: Any) -> Any:
     out = av.Packet(bytes(packet) + _AUD)
     out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
     out.stream = packet.stream

@@ -110,26 +110,35 @@ class Source:
         if spec.scheme == "synthetic":
             self.transport = "synthetic"
             return synthetic_frames(spec, self._stop)
-        common = dict(
+        if spec.scheme == "file":
+            self.transport = "file"
+            return self._ffmpeg({}, pace=True, loop=cfg.loop)
+        if spec.scheme == "tcp":
+            self.transport = "tcp"
+            return self._ffmpeg({})
+        return self._rtsp_frames()
+
+    def _ffmpeg(
+        self, options: dict[str, str], pace: bool = False, loop: bool = False
+    ) -> Iterator[Any]:
+        cfg = self.config
+        return pyav_frames(
+            self.spec.url,
+            options=options,
             open_timeout=cfg.open_timeout_s,
             stall_timeout=cfg.stall_timeout_s,
             threads=cfg.decode_threads,
             stop=self._stop,
             on_decode_error=self._count_decode_error,
+            pace=pace,
+            loop=loop,
         )
-        if spec.scheme == "file":
-            self.transport = "file"
-            return pyav_frames(spec.url, options={}, pace=True, loop=cfg.loop, **common)
-        if spec.scheme == "tcp":
-            self.transport = "tcp"
-            return pyav_frames(spec.url, options={}, **common)
-        return self._rtsp_frames(common)
 
-    def _rtsp_frames(self, common: dict[str, Any]) -> Iterator[Any]:
+    def _rtsp_frames(self) -> Iterator[Any]:
         transports = ["tcp", "udp"] if self.config.transport == "auto" else [self.config.transport]
         for i, transport in enumerate(transports):
             self.transport = transport
-            frames = pyav_frames(self.spec.url, options={"rtsp_transport": transport}, **common)
+            frames = self._ffmpeg({"rtsp_transport": transport})
             try:
                 first = next(frames)
             except StopIteration:
