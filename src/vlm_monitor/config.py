@@ -53,6 +53,44 @@ def parse_size(value: str) -> tuple[int, int]:
     return w, h
 
 
+class ClipsConfig(_Model):
+    enabled: bool = True
+    clip_seconds: float = Field(10.0, gt=0, le=600)
+    frames_per_clip: int = Field(8, ge=1, le=64)
+    input_fps: float = Field(5.0, gt=0, le=60, description="frames/s buffered for sampling")
+    overlap_s: float = Field(0.0, ge=0, description="seconds the next clip re-uses")
+    size: str = Field("640x360", description="clip frame size")
+    sampling: Literal["time", "motion"] = "time"
+    provider: str | list[str] | None = Field(None, description="name(s); null = first provider")
+    strategy: Literal["fallback", "round_robin"] = "fallback"
+    prompt: str = "Describe anything unusual in this video."
+    schema_: dict[str, Any] | None = Field(
+        None, alias="schema", description="JSON schema for structured answers"
+    )
+    concurrency: int = Field(1, ge=1, le=16, description="inference workers for this stream")
+    max_in_flight: int = Field(10, ge=1, le=100, description="clips waiting for the VLM")
+    deadline_s: float = Field(120.0, gt=0, description="older clips are dropped as stale")
+    stale_policy: Literal["latest_wins", "drop_oldest"] = "drop_oldest"
+    min_motion: float | None = Field(None, ge=0, description="gate: skip stiller clips")
+    max_age_s: float = Field(3600.0, gt=0, description="clip file retention")
+    max_total_mb: float = Field(500.0, gt=0)
+    min_free_mb: float = Field(200.0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ClipsConfig:
+        if self.overlap_s >= self.clip_seconds:
+            raise ValueError("overlap_s must be shorter than clip_seconds")
+        return self
+
+
 class StreamConfig(_Model):
     id: str = Field(pattern=STREAM_ID_PATTERN)
     url: str
@@ -66,7 +104,7 @@ class StreamConfig(_Model):
     decode_threads: int = Field(1, ge=0, le=16, description="0 = FFmpeg decides")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     analyzers: list[str] = Field(default_factory=list)
-    clips: dict[str, Any] | None = None
+    clips: ClipsConfig | None = None
 
     @field_validator("url")
     @classmethod
@@ -86,13 +124,31 @@ class StreamConfig(_Model):
         return parse_size(self.analysis_size) if self.analysis_size else None
 
 
-class VlmProviderConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
+class VlmProviderConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     kind: Literal["openai", "dashscope", "local"]
     base_url: str | None = None
     model: str | None = None
-    api_key_env: str | None = None
+    api_key_env: str | None = Field(None, description="environment variable holding the key")
+    mode: Literal["images", "video", "grid"] = Field(
+        "images", description="frames as image parts, one video part, or one image grid"
+    )
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0, le=10, description="retries on 429/5xx/timeouts")
+    concurrency: int = Field(2, ge=1, le=64)
+    calls_per_minute: int | None = Field(None, ge=1, description="budget; null = unlimited")
+    breaker_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
+    breaker_reset_s: float = Field(30.0, gt=0)
+    max_tokens: int = Field(512, ge=1)
+    jpeg_quality: int = Field(80, ge=10, le=100)
+
+    @model_validator(mode="after")
+    def _needs(self) -> VlmProviderConfig:
+        if self.kind in ("openai",) and not (self.base_url and self.model):
+            raise ValueError(f"provider {self.name}: kind openai needs base_url and model")
+        if self.kind == "dashscope" and not self.model:
+            raise ValueError(f"provider {self.name}: kind dashscope needs model")
+        return self
 
 
 class VlmConfig(_Model):

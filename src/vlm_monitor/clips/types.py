@@ -1,0 +1,84 @@
+"""Seed 001's records: FrameData -> VideoInfo -> ResultData (same fields, plus a few more)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class FrameData:
+    frame: np.ndarray  # BGR, read-only, shared with other consumers: copy before drawing
+    timestamp: float  # unix seconds (presentation time of the frame at the backend)
+    relative_timestamp: float  # seconds since the processor's first frame
+    frame_number: int  # the stream's frame sequence number
+
+
+@dataclass(slots=True)
+class VideoInfo:
+    video_path: str
+    frame_count: int
+    created_at: float
+    start_relative_timestamp: float
+    end_relative_timestamp: float
+    original_frame_range: list[int]  # [first, last] frame_number of the buffered span
+    sampling_info: dict[str, Any]
+    stream: str = ""
+    clip_id: str = ""
+    start_timestamp: float = 0.0  # unix seconds of the first and last sampled frames
+    end_timestamp: float = 0.0
+    build_s: float = 0.0  # time spent sampling + encoding, seconds
+    motion: float = 0.0  # mean absolute change between sampled frames, 0..255
+    frames: list[FrameData] = field(default_factory=list, repr=False)  # sampled, for providers
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("frames")
+        return doc
+
+
+@dataclass(slots=True)
+class ResultData:
+    result: str
+    video_path: str
+    video_info: VideoInfo
+    inference_start_time: float
+    inference_end_time: float
+    inference_duration: float
+    inference_start_timestamp: str
+    inference_end_timestamp: str
+    error: str | None = None
+    stream: str = ""
+    provider: str | None = None
+    model: str | None = None
+    structured: dict[str, Any] | None = None  # what a post-processor parsed out of `result`
+    tokens: int = 0
+    lag_s: float = 0.0  # clip end -> inference start, seconds
+    id: int | None = None  # row id once stored
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "stream": self.stream,
+            "result": self.result,
+            "error": self.error,
+            "structured": self.structured,
+            "provider": self.provider,
+            "model": self.model,
+            "tokens": self.tokens,
+            "lag_s": round(self.lag_s, 3),
+            "video_path": self.video_path,
+            "video_info": self.video_info.to_json(),
+            "inference_start_time": self.inference_start_time,
+            "inference_end_time": self.inference_end_time,
+            "inference_duration": round(self.inference_duration, 4),
+            "inference_start_timestamp": self.inference_start_timestamp,
+            "inference_end_timestamp": self.inference_end_timestamp,
+        }
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"

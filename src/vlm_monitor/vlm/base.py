@@ -1,0 +1,70 @@
+"""The provider interface: a clip in, an answer out. Providers are called from the clip
+processor's inference threads, so ``analyze`` is synchronous and may block."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class VlmRequest:
+    stream: str
+    prompt: str
+    frames: list[np.ndarray]  # BGR, sampled, in time order
+    timestamps: list[float]  # unix seconds of each frame
+    video_path: str | None = None
+    motion: float = 0.0  # 0..255, mean change between sampled frames
+    schema: dict[str, Any] | None = None  # JSON schema the answer should follow, if any
+
+
+@dataclass
+class VlmAnswer:
+    text: str
+    model: str | None = None
+    tokens: int = 0
+    structured: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(RuntimeError):
+    """A failed call. ``retryable`` for 429/5xx/timeouts; ``retry_after`` in seconds if told."""
+
+    def __init__(
+        self, message: str, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable, self.retry_after = retryable, retry_after
+
+
+class Provider(Protocol):
+    name: str
+
+    def analyze(self, request: VlmRequest) -> VlmAnswer: ...
+
+    def close(self) -> None: ...
+
+
+def jpeg_data_url(image: np.ndarray, quality: int = 80) -> str:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ProviderError("JPEG encoding failed")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def image_grid(frames: list[np.ndarray], cell_width: int = 480) -> np.ndarray:
+    """All frames tiled on one image, for models that accept a single image."""
+    n = len(frames)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    h, w = frames[0].shape[:2]
+    cell = (cell_width, max(2, round(cell_width * h / w)))
+    grid = np.zeros((rows * cell[1], cols * cell[0], 3), np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, cols)
+        grid[r * cell[1] : (r + 1) * cell[1], c * cell[0] : (c + 1) * cell[0]] = cv2.resize(f, cell)
+    return grid

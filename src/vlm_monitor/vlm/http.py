@@ -1,0 +1,132 @@
+"""HTTP providers: OpenAI-compatible chat completions and DashScope native multimodal."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from vlm_monitor.config import VlmProviderConfig
+from vlm_monitor.vlm.base import ProviderError, VlmAnswer, VlmRequest, image_grid, jpeg_data_url
+
+DASHSCOPE_URL = "https://dashscope.aliyuncs.com"
+DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _HttpProvider:
+    def __init__(self, config: VlmProviderConfig) -> None:
+        self.name = config.name
+        self.config = config
+        key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        if config.api_key_env and not key:
+            raise ProviderError(f"provider {config.name}: ${config.api_key_env} is not set")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(timeout=config.timeout_s, headers=headers)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = self._http.post(url, json=body)
+        except httpx.TimeoutException:
+            raise ProviderError(
+                f"{self.name}: timed out after {self.config.timeout_s} s", retryable=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"{self.name}: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise ProviderError(
+                f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}",
+                retryable=True,
+                retry_after=_retry_after(resp),
+            )
+        if resp.status_code >= 400:
+            raise ProviderError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise ProviderError(
+                f"{self.name}: response is not JSON: {resp.text[:200]!r}", retryable=True
+            ) from None
+        if not isinstance(doc, dict):
+            raise ProviderError(f"{self.name}: response is not a JSON object")
+        return doc
+
+    def _images(self, request: VlmRequest) -> list[str]:
+        frames = request.frames
+        if self.config.mode == "grid":
+            frames = [image_grid(frames)]
+        return [jpeg_data_url(f, self.config.jpeg_quality) for f in frames]
+
+
+class OpenAIProvider(_HttpProvider):
+    """``POST {base_url}/chat/completions``: covers OpenAI, DashScope compatible mode, Ollama,
+    vLLM and LM Studio. Frames go as ``image_url`` parts, or one ``video`` part (mode video)."""
+
+    def analyze(self, request: VlmRequest) -> VlmAnswer:
+        images = self._images(request)
+        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+        if self.config.mode == "video":
+            content.append({"type": "video", "video": images})
+        else:
+            content += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.config.max_tokens,
+        }
+        if request.schema is not None:
+            body["response_format"] = {"type": "json_object"}
+        doc = self._post(f"{(self.config.base_url or '').rstrip('/')}/chat/completions", body)
+        try:
+            text = doc["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ProviderError(
+                f"{self.name}: no choices[0].message.content in the answer"
+            ) from None
+        usage = doc.get("usage") or {}
+        return VlmAnswer(
+            text=str(text),
+            model=doc.get("model", self.config.model),
+            tokens=int(usage.get("total_tokens", 0) or 0),
+        )
+
+
+class DashScopeProvider(_HttpProvider):
+    """DashScope native multimodal generation: the frames as one ``video`` (a list of images)."""
+
+    def analyze(self, request: VlmRequest) -> VlmAnswer:
+        images = self._images(request)
+        media: dict[str, Any] = {"image": images[0]} if len(images) == 1 else {"video": images}
+        body = {
+            "model": self.config.model,
+            "input": {"messages": [{"role": "user", "content": [media, {"text": request.prompt}]}]},
+            "parameters": {"max_tokens": self.config.max_tokens},
+        }
+        base = (self.config.base_url or DASHSCOPE_URL).rstrip("/")
+        doc = self._post(base + DASHSCOPE_PATH, body)
+        if "code" in doc and doc.get("code"):
+            raise ProviderError(f"{self.name}: {doc.get('code')}: {doc.get('message')}")
+        try:
+            parts = doc["output"]["choices"][0]["message"]["content"]
+            text = "".join(p.get("text", "") for p in parts) if isinstance(parts, list) else parts
+        except (KeyError, IndexError, TypeError):
+            raise ProviderError(f"{self.name}: no output.choices[0].message.content") from None
+        usage = doc.get("usage") or {}
+        tokens = int(
+            usage.get("total_tokens")
+            or (usage.get("input_tokens", 0) or 0) + (usage.get("output_tokens", 0) or 0)
+        )
+        return VlmAnswer(text=str(text), model=self.config.model, tokens=tokens)
