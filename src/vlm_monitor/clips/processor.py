@@ -193,9 +193,10 @@ class AsyncVideoProcessor:
 
     def get_statistics(self) -> dict[str, Any]:
         builds = sorted(self._build_times)
-        p = lambda q: (
-            round(builds[min(len(builds) - 1, int(q * len(builds)))], 4) if builds else None
-        )
+
+        def p(q: float) -> float | None:
+            return round(builds[min(len(builds) - 1, int(q * len(builds)))], 4) if builds else None
+
         return {
             **self.stats,
             "sampling": getattr(self._strategy, "name", "custom"),

@@ -4,6 +4,7 @@ dominant colours. Good enough for the offline demo and for gating, and honest ab
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import cv2
@@ -35,7 +36,7 @@ class LocalProvider:
     def __init__(self, config: VlmProviderConfig) -> None:
         self.name = config.name
         self._cascade = cv2.CascadeClassifier(
-            cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+            cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         )
         self._lock = threading.Lock()  # CascadeClassifier is not safe across threads
 
@@ -46,7 +47,7 @@ class LocalProvider:
         frames = request.frames
         small = [cv2.resize(f, (160, 90), interpolation=cv2.INTER_AREA) for f in frames]
         grey = [cv2.cvtColor(s, cv2.COLOR_BGR2GRAY).astype(np.int16) for s in small]
-        diffs = [np.abs(b - a) for a, b in zip(grey, grey[1:], strict=False)]
+        diffs = [np.abs(b - a) for a, b in itertools.pairwise(grey)]
         level = float(np.mean([d.mean() for d in diffs])) if diffs else 0.0
         regions = _changed_regions(diffs)
         faces = self._faces(frames)
