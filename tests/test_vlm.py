@@ -8,8 +8,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-from fake_vlm import DASHSCOPE_PATH, OPENAI_PATH, FakeVlm
 
+from fake_vlm import DASHSCOPE_PATH, OPENAI_PATH, FakeVlm
 from vlm_monitor.config import VlmProviderConfig
 from vlm_monitor.vlm.base import ProviderError, VlmRequest
 from vlm_monitor.vlm.local import LocalProvider
