@@ -197,6 +197,8 @@ def test_ws_events_report_stream_state(server) -> None:
                 assert (
                     await c.post("/api/streams", json={"id": "ev", "url": SYN})
                 ).status_code == 201
+            hello = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            assert hello["type"] == "hello" and hello["streams"] == []
             seen: list[dict] = []
             while not any(e.get("state") == "live" for e in seen):
                 seen.append(json.loads(await asyncio.wait_for(ws.recv(), 20)))
@@ -205,6 +207,8 @@ def test_ws_events_report_stream_state(server) -> None:
     events = asyncio.run(run())
     assert all(e["type"] == "stream.state" and e["stream"] == "ev" and "ts" in e for e in events)
     assert [e["state"] for e in events][:2] == ["connecting", "live"]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
 def test_rtsp_aliases(server) -> None:

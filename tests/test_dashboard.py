@@ -38,7 +38,14 @@ def page(tmp_path: Path):
 
 def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, tmp_path) -> None:
     cam = camera(size="1280x720", fps=15, single_client=True)
-    srv = server({"streams": [{"id": "demo", "url": cam.url}]})
+    srv = server(
+        {
+            "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
+            "streams": [
+                {"id": "demo", "url": cam.url, "clips": {"clip_seconds": 2, "frames_per_clip": 4}}
+            ],
+        }
+    )
     page.goto(srv.url + "/")
     card = page.locator('article[data-stream="demo"]')
     card.wait_for(timeout=15000)
@@ -75,6 +82,13 @@ def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, t
     png = base64.b64decode(jpeg.split(",", 1)[1])
     pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert strip.read(pixels) is not None
+
+    # analysis results appear under the stream as they are produced
+    first = card.locator(".result-list li").first
+    first.wait_for(timeout=30000)
+    assert "motion" in first.locator(".text").inner_text()
+    assert first.locator("a").get_attribute("href").endswith("/clip")
+    page.screenshot(path=str(shot))
 
     # add a stream through the form, see it go live, then remove it
     page.fill("input[name=id]", "synth")

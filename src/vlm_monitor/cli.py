@@ -189,7 +189,19 @@ def _demo(args: argparse.Namespace) -> int:
         config = build_config(
             {
                 "server": {"port": args.port, "data_dir": args.data_dir},
-                "streams": [{"id": "demo", "url": f"tcp://127.0.0.1:{cam_port}"}],
+                "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
+                "streams": [
+                    {
+                        "id": "demo",
+                        "url": f"tcp://127.0.0.1:{cam_port}",
+                        "clips": {
+                            "clip_seconds": 5,
+                            "frames_per_clip": 8,
+                            "provider": "offline",
+                            "sampling": "motion",
+                        },
+                    }
+                ],
             }
         )
         print(

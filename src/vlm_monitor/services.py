@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
@@ -29,6 +32,15 @@ class Services:
         self.streams = StreamManager(self.hub, self.bus, self.store)
         self.jpeg = JpegEncoder(config.server.jpeg_quality)
         self.remote = RemoteSubscriptions()
+        self.clips = ClipService(
+            config.vlm.providers, self.hub, self.bus, self.store, Path(config.server.data_dir)
+        )
+        self.streams.hooks.append(self.clips)
+        self.streams.status_extras.append(self._clip_status)
+
+    def _clip_status(self, stream_id: str) -> dict[str, Any]:
+        stats = self.clips.status(stream_id)
+        return {} if stats is None else {"clips": stats}
 
     async def start(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
@@ -53,5 +65,6 @@ class Services:
 
     async def stop(self) -> None:
         await self.streams.stop_all()
+        await asyncio.to_thread(self.clips.stop_all)
         self.jpeg.close()
         self.store.close()

@@ -85,6 +85,33 @@ class HubCollector(Collector):
             for name, (n_delivered, n_dropped) in by_name.items():
                 delivered.add_metric([sid, name], n_delivered)
                 dropped.add_metric([sid, name], n_dropped)
+        clip_counts = CounterMetricFamily(
+            "vlm_clips", "clip pipeline counters", labels=["stream", "counter"]
+        )
+        lag = GaugeMetricFamily(
+            "vlm_clip_lag_seconds", "clip end -> inference start", labels=["stream"]
+        )
+        for sid in streams.ids():
+            stats = self.services.clips.status(sid)
+            if stats is None:
+                continue
+            for key, value in stats.items():
+                if isinstance(value, int):
+                    clip_counts.add_metric([sid, key], value)
+            lag.add_metric([sid], stats["lag_s"])
+        per_min = GaugeMetricFamily(
+            "vlm_provider_per_minute",
+            "VLM calls and tokens, last 60 s",
+            labels=["provider", "what"],
+        )
+        breaker = GaugeMetricFamily(
+            "vlm_provider_circuit_open", "1 while the circuit is open", labels=["provider"]
+        )
+        for name, st in self.services.clips.provider_status().items():
+            per_min.add_metric([name, "calls"], st["calls_per_min"])
+            per_min.add_metric([name, "tokens"], st["tokens_per_min"])
+            breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
+        yield from (clip_counts, lag, per_min, breaker)
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")

@@ -1,33 +1,43 @@
-"""In-process event bus: every push channel (WebSocket, later Socket.IO) reads from it."""
+"""In-process event bus: every push channel (WebSocket, later Socket.IO) reads from it.
+
+Each event gets a monotonically increasing ``seq``; the newest ``RING_EVENTS`` are kept so a
+client that reconnects with ``since_seq`` first receives what it missed. A listener whose
+queue fills up is cut off with a reason (it can resume with ``since_seq``): one slow client
+never slows the others or grows memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 from typing import Any
 
 from vlm_monitor.types import Event
 
 CLIENT_QUEUE_EVENTS = 1000
+RING_EVENTS = 5000
 
 
 class EventQueue:
-    """One listener's bounded queue. When full the OLDEST event is dropped (and counted):
-    a slow dashboard sees the present, not a growing backlog."""
-
     def __init__(self, maxsize: int = CLIENT_QUEUE_EVENTS) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
-        self.dropped = 0
+        self.overflowed = asyncio.Event()
+        self.last_seq = 0
 
     def put(self, doc: dict[str, Any]) -> None:
-        if self.queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-                self.dropped += 1
-        self.queue.put_nowait(doc)
+        if self.overflowed.is_set():
+            return
+        try:
+            self.queue.put_nowait(doc)
+        except asyncio.QueueFull:
+            self.overflowed.set()
 
     async def get(self) -> dict[str, Any]:
-        return await self.queue.get()
+        doc = await self.queue.get()
+        self.last_seq = int(doc.get("seq", self.last_seq))
+        return doc
 
 
 class EventBus:
@@ -36,15 +46,27 @@ class EventBus:
     def __init__(self) -> None:
         self._listeners: set[EventQueue] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._seq = itertools.count(1)
+        self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING_EVENTS)
         self.published = 0
+        self.cut_off = 0  # listeners dropped for being too slow
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def listen(self) -> EventQueue:
+    def listen(self, since_seq: int | None = None) -> tuple[EventQueue, bool]:
+        """A new listener, pre-filled with the events after ``since_seq``; the flag is False
+        when some of those are no longer kept (the client should reload its state)."""
         listener = EventQueue()
+        complete = True
+        if since_seq is not None:
+            missed = [doc for doc in self._ring if doc["seq"] > since_seq]
+            oldest = self._ring[0]["seq"] if self._ring else self.last_seq + 1
+            complete = since_seq >= oldest - 1
+            for doc in missed[-CLIENT_QUEUE_EVENTS:]:
+                listener.put(doc)
         self._listeners.add(listener)
-        return listener
+        return listener, complete
 
     def unlisten(self, listener: EventQueue) -> None:
         self._listeners.discard(listener)
@@ -53,11 +75,20 @@ class EventBus:
     def listeners(self) -> int:
         return len(self._listeners)
 
-    def publish(self, event: Event) -> None:
-        doc = event.to_json()
+    @property
+    def last_seq(self) -> int:
+        return int(self._ring[-1]["seq"]) if self._ring else 0
+
+    def publish(self, event: Event) -> dict[str, Any]:
+        doc = {"seq": next(self._seq), **event.to_json()}
         self.published += 1
+        self._ring.append(doc)
         for listener in list(self._listeners):
+            was_ok = not listener.overflowed.is_set()
             listener.put(doc)
+            if was_ok and listener.overflowed.is_set():
+                self.cut_off += 1
+        return doc
 
     def publish_threadsafe(self, event: Event) -> None:
         if self._loop is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.config import StreamConfig
@@ -15,6 +16,15 @@ from vlm_monitor.storage.db import Store
 from vlm_monitor.types import Event, Frame
 
 log = logging.getLogger("vlm_monitor.streams")
+
+
+class StreamHooks(Protocol):
+    """Consumers started and stopped with each stream (clips, analyzers). Called from a worker
+    thread: they may block."""
+
+    def on_stream_added(self, stream: StreamConfig) -> None: ...
+
+    def on_stream_removed(self, stream_id: str) -> None: ...
 
 
 class StreamExistsError(Exception):
@@ -42,6 +52,8 @@ class StreamManager:
         self.hub, self.bus, self.store = hub, bus, store
         self._streams: dict[str, ManagedStream] = {}
         self._lock = asyncio.Lock()
+        self.hooks: list[StreamHooks] = []
+        self.status_extras: list[Callable[[str], dict[str, Any]]] = []
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._streams
@@ -69,9 +81,13 @@ class StreamManager:
 
             managed.source = Source(config, on_frame, self._state_changed)
             if persistent and not already_stored:
-                await self.store.save_stream(config.id, config.model_dump(mode="json"))
+                await self.store.save_stream(
+                    config.id, config.model_dump(mode="json", by_alias=True)
+                )
             self._streams[config.id] = managed
             managed.source.start()
+            for hook in self.hooks:
+                await asyncio.to_thread(hook.on_stream_added, config)
         log.info("stream added", extra={"fields": {"stream": config.id, "url": config.url}})
         return self.status(config.id)
 
@@ -83,6 +99,8 @@ class StreamManager:
             self.hub.close_stream(stream_id)
             if managed.persistent:
                 await self.store.delete_stream(stream_id)
+            for hook in self.hooks:
+                await asyncio.to_thread(hook.on_stream_removed, stream_id)
         await asyncio.to_thread(managed.source.stop)
         log.info("stream removed", extra={"fields": {"stream": stream_id}})
 
@@ -93,6 +111,8 @@ class StreamManager:
         for managed in streams:
             managed.active = False
             self.hub.close_stream(managed.config.id)
+            for hook in self.hooks:
+                await asyncio.to_thread(hook.on_stream_removed, managed.config.id)
         await asyncio.gather(*(asyncio.to_thread(m.source.stop) for m in streams))
 
     def _state_changed(self, source: Source) -> None:
@@ -109,6 +129,8 @@ class StreamManager:
         managed = self.get(stream_id)
         status = self._status_of(managed.source)
         status["persistent"] = managed.persistent
+        for extra in self.status_extras:
+            status.update(extra(stream_id))
         if detail:
             status["subscriptions"] = [s.status() for s in self.hub.subscriptions(stream_id)]
             status["config"] = managed.config.model_dump(mode="json")

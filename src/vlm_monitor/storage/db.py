@@ -1,4 +1,8 @@
-"""SQLite store under ``data_dir``: streams added at runtime survive a restart."""
+"""SQLite store under ``data_dir``: runtime-added streams and analysis results.
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered MIGRATIONS
+at open; a migration is never edited once released, only appended.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS streams (
-    id TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
+MIGRATIONS = [
+    # 1: streams added through the API
+    """CREATE TABLE IF NOT EXISTS streams (
+        id TEXT PRIMARY KEY, config TEXT NOT NULL, created_at REAL NOT NULL)""",
+    # 2: results (one row per clip analysed), newest-first queries per stream
+    """CREATE TABLE results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, created_at REAL NOT NULL,
+        clip_id TEXT, error TEXT, doc TEXT NOT NULL);
+       CREATE INDEX results_by_stream ON results (stream, id DESC)""",
+]
 
 
 class Store:
-    """All methods are async and run SQLite in a worker thread; one connection, serialised."""
+    """One connection, serialised by a lock. ``*_sync`` methods are for worker threads; the
+    async ones run the same work in a thread so the event loop never waits on disk."""
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / "vlm-monitor.db"
@@ -28,7 +36,16 @@ class Store:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._run("PRAGMA user_version")[0][0])
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -47,6 +64,39 @@ class Store:
     async def load_streams(self) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(self._run, "SELECT config FROM streams ORDER BY created_at")
         return [json.loads(row[0]) for row in rows]
+
+    def add_result_sync(self, doc: dict[str, Any]) -> int:
+        """Stores a result document; returns its id (also written into ``doc``)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO results (stream, created_at, clip_id, error, doc) VALUES (?,?,?,?,?)",
+                (
+                    doc["stream"],
+                    time.time(),
+                    doc.get("video_info", {}).get("clip_id"),
+                    doc.get("error"),
+                    "{}",
+                ),
+            )
+            row_id = int(cur.lastrowid or 0)
+            doc["id"] = row_id
+            self._db.execute("UPDATE results SET doc = ? WHERE id = ?", (json.dumps(doc), row_id))
+        return row_id
+
+    async def results(self, stream: str | None, limit: int) -> list[dict[str, Any]]:
+        if stream is None:
+            sql, args = "SELECT doc FROM results ORDER BY id DESC LIMIT ?", (limit,)
+        else:
+            sql = "SELECT doc FROM results WHERE stream = ? ORDER BY id DESC LIMIT ?"
+            args = (stream, limit)  # type: ignore[assignment]
+        rows = await asyncio.to_thread(self._run, sql, args)
+        return [json.loads(row[0]) for row in rows]
+
+    async def result(self, result_id: int) -> dict[str, Any] | None:
+        rows = await asyncio.to_thread(
+            self._run, "SELECT doc FROM results WHERE id = ?", (result_id,)
+        )
+        return json.loads(rows[0][0]) if rows else None
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ function render(status) {
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
     $("#streams").append(card);
     cards.set(status.id, card);
+    loadResults(status.id);
   }
   const state = $(".state", card);
   state.textContent = status.state;
@@ -28,6 +29,47 @@ function render(status) {
   $(".age", card).textContent = status.last_frame_age_s == null ? "–" : `${status.last_frame_age_s.toFixed(1)} s`;
   $(".url", card).textContent = status.url;
   $(".error", card).textContent = status.state === "live" ? "" : (status.last_error || "");
+  if (status.clips) {
+    const c = status.clips;
+    $(".results", card).hidden = false;
+    $(".clipstats", card).textContent =
+      `${c.videos_created} clips · ${c.inferences_completed} results · lag ${c.lag_s.toFixed(1)} s` +
+      (c.clips_dropped_stale ? ` · ${c.clips_dropped_stale} stale` : "") +
+      (c.paused_reason ? ` · paused: ${c.paused_reason}` : "");
+  }
+}
+
+const MAX_RESULTS = 8;
+
+function addResult(result, atTop = true) {
+  const card = cards.get(result.stream);
+  if (!card) return;
+  const list = $(".result-list", card);
+  if (list.querySelector(`[data-id="${result.id}"]`)) return;
+  const li = document.createElement("li");
+  li.dataset.id = result.id;
+  const when = new Date(result.inference_end_time * 1000).toLocaleTimeString();
+  const head = document.createElement("span");
+  head.className = "meta";
+  head.textContent = `${when} · ${result.provider || "–"} · ${result.inference_duration.toFixed(2)} s`;
+  const body = document.createElement("span");
+  body.className = result.error ? "text failed" : "text";
+  body.textContent = result.error ? `error: ${result.error}` : result.result;
+  li.append(head, body);
+  if (result.id != null) {
+    const clip = document.createElement("a");
+    clip.href = `/api/results/${result.id}/clip`;
+    clip.textContent = "clip";
+    li.append(clip);
+  }
+  $(".results", card).hidden = false;
+  if (atTop) list.prepend(li); else list.append(li);
+  while (list.children.length > MAX_RESULTS) list.lastElementChild.remove();
+}
+
+async function loadResults(id) {
+  const resp = await fetch(`/api/results?stream=${encodeURIComponent(id)}&limit=${MAX_RESULTS}`);
+  if (resp.ok) (await resp.json()).forEach((r) => addResult(r, false));
 }
 
 function drop(id) {
@@ -67,13 +109,19 @@ $("#add-form").addEventListener("submit", async (ev) => {
   render(data);
 });
 
+let lastSeq = null;
+
 function connectEvents(delay = 500) {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events`);
+  const since = lastSeq == null ? "" : `?since_seq=${lastSeq}`;
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events${since}`);
   const conn = $("#conn");
   ws.onopen = () => { conn.textContent = "live"; conn.className = "badge open"; delay = 500; };
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
+    if (ev.type === "hello") { if (lastSeq == null) lastSeq = ev.seq; ev.streams.forEach(render); return; }
+    if (ev.seq != null) lastSeq = ev.seq;
     if (ev.type === "stream.state" && cards.has(ev.stream)) render(ev);
+    else if (ev.type === "result") addResult(ev);
   };
   ws.onclose = () => {
     conn.textContent = "disconnected"; conn.className = "badge closed";
