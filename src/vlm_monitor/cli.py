@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--frame-rate", type=float, help="frames/s; default: config, else 5")
     worker.add_argument("--name", default="worker")
     worker.add_argument("--duration", type=float, help="exit after S seconds with a summary")
+    worker.add_argument(
+        "--clips",
+        action="store_true",
+        help="run the stream's clip processor here; results go to the backend",
+    )
+    worker.add_argument("--data-dir", default="./data-worker", help="clip files (with --clips)")
 
     stop = sub.add_parser("stop", help="stop what 'demo' started")
     stop.add_argument("--data-dir", default="./data")
@@ -127,6 +133,26 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     backend_url = args.backend_url or config.worker.backend_url
     frame_rate = args.frame_rate or config.worker.frame_rate
+    if args.clips:
+        from vlm_monitor.config import ClipsConfig
+        from vlm_monitor.worker.clips import run_clip_worker
+
+        own = next((s.clips for s in config.streams if s.id == stream and s.clips), None)
+        clips = own or ClipsConfig()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_clip_worker(
+                    backend_url,
+                    stream,
+                    args.frame_rate or clips.input_fps,
+                    clips,
+                    config.vlm.providers,
+                    Path(args.data_dir),
+                    config.server.api_token,
+                    args.duration,
+                )
+            )
+        return 0
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(backend_url, stream, frame_rate, args.name, args.duration))
     return 0

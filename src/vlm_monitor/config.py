@@ -63,7 +63,10 @@ class ClipsConfig(_Model):
     sampling: Literal["time", "motion"] = "time"
     provider: str | list[str] | None = Field(None, description="name(s); null = first provider")
     strategy: Literal["fallback", "round_robin"] = "fallback"
-    prompt: str = "Describe anything unusual in this video."
+    prompt: str = Field(
+        "Describe anything unusual in this video.",
+        description="template: $stream $start $end $frames $motion",
+    )
     schema_: dict[str, Any] | None = Field(
         None, alias="schema", description="JSON schema for structured answers"
     )

@@ -18,6 +18,7 @@ from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
+from vlm_monitor.vlm.registry import ProviderSet
 
 log = logging.getLogger("vlm_monitor.services")
 
@@ -32,8 +33,9 @@ class Services:
         self.streams = StreamManager(self.hub, self.bus, self.store)
         self.jpeg = JpegEncoder(config.server.jpeg_quality)
         self.remote = RemoteSubscriptions()
+        self.providers = ProviderSet(config.vlm.providers)
         self.clips = ClipService(
-            config.vlm.providers, self.hub, self.bus, self.store, Path(config.server.data_dir)
+            self.providers, self.hub, self.bus, self.store, Path(config.server.data_dir)
         )
         self.streams.hooks.append(self.clips)
         self.streams.status_extras.append(self._clip_status)
@@ -66,5 +68,6 @@ class Services:
     async def stop(self) -> None:
         await self.streams.stop_all()
         await asyncio.to_thread(self.clips.stop_all)
+        self.providers.close()
         self.jpeg.close()
         self.store.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.api.deps import ServicesDep, require_stream
 
 router = APIRouter()
 
@@ -17,6 +19,36 @@ async def list_results(
     services: ServicesDep, stream: str | None = Query(None), limit: int = Query(50, ge=1, le=1000)
 ) -> list[dict[str, Any]]:
     return await services.store.results(stream, limit)
+
+
+class ResultIn(BaseModel):
+    """A result computed elsewhere (``vlm-monitor worker --clips``): ResultData's JSON."""
+
+    model_config = ConfigDict(extra="allow")
+    stream: str = Field(min_length=1, max_length=64)
+    result: str = Field(max_length=100_000)
+    error: str | None = Field(None, max_length=10_000)
+    video_info: dict[str, Any]
+    inference_start_time: float
+    inference_end_time: float
+
+
+@router.post("/api/results", status_code=201)
+async def post_result(
+    body: ResultIn, services: ServicesDep, authorization: str | None = Header(None)
+) -> dict[str, Any]:
+    token = services.config.server.api_token
+    if token and authorization != f"Bearer {token}":
+        raise HTTPException(
+            401,
+            "a valid 'Authorization: Bearer <api_token>' is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    require_stream(services, body.stream)
+    doc = body.model_dump()
+    doc.pop("id", None)
+    await asyncio.to_thread(services.clips.publish, doc)
+    return {"id": doc["id"]}
 
 
 @router.get("/api/results/{result_id}")
@@ -40,4 +72,4 @@ async def get_clip(result_id: int, services: ServicesDep) -> FileResponse:
 
 @router.get("/api/providers")
 async def providers(services: ServicesDep) -> dict[str, Any]:
-    return services.clips.provider_status()
+    return services.providers.status()

@@ -107,7 +107,7 @@ class HubCollector(Collector):
         breaker = GaugeMetricFamily(
             "vlm_provider_circuit_open", "1 while the circuit is open", labels=["provider"]
         )
-        for name, st in self.services.clips.provider_status().items():
+        for name, st in self.services.providers.status().items():
             per_min.add_metric([name, "calls"], st["calls_per_min"])
             per_min.add_metric([name, "tokens"], st["tokens_per_min"])
             breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)

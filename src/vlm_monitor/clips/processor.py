@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -313,9 +314,16 @@ class AsyncVideoProcessor:
         self._last_lag = start - info.end_timestamp
         provider = model = None
         text, error, structured, tokens = "", None, None, 0
+        prompt = string.Template(self.config.prompt).safe_substitute(
+            stream=self.stream,
+            start=iso(info.start_timestamp),
+            end=iso(info.end_timestamp),
+            frames=info.frame_count,
+            motion=f"{info.motion:.1f}",
+        )
         request = VlmRequest(
             self.stream,
-            self.config.prompt,
+            prompt,
             [f.frame for f in info.frames],
             [f.timestamp for f in info.frames],
             info.video_path,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
-from vlm_monitor.config import VlmProviderConfig
-from vlm_monitor.vlm.base import Provider
+from vlm_monitor.config import ClipsConfig, VlmProviderConfig
+from vlm_monitor.vlm.base import Provider, ProviderError, VlmAnswer, VlmRequest
 from vlm_monitor.vlm.http import DashScopeProvider, OpenAIProvider
 from vlm_monitor.vlm.local import LocalProvider
-from vlm_monitor.vlm.resilience import GuardedProvider
+from vlm_monitor.vlm.resilience import GuardedProvider, ProviderGroup
+
+log = logging.getLogger("vlm_monitor.vlm")
 
 KINDS: dict[str, Callable[[VlmProviderConfig], Provider]] = {
     "openai": OpenAIProvider,
@@ -26,3 +30,57 @@ def build_provider(config: VlmProviderConfig) -> GuardedProvider:
         breaker_failures=config.breaker_failures,
         breaker_reset_s=config.breaker_reset_s,
     )
+
+
+class ProviderSet:
+    """The configured providers, built once; a stream's clips get a group of them."""
+
+    def __init__(self, configs: list[VlmProviderConfig]) -> None:
+        self.providers: dict[str, GuardedProvider] = {}
+        for cfg in configs:
+            try:
+                self.providers[cfg.name] = build_provider(cfg)
+            except ProviderError as exc:  # e.g. a missing key: that provider is unavailable
+                log.error(
+                    "VLM provider unavailable",
+                    extra={"fields": {"provider": cfg.name, "error": str(exc)}},
+                )
+
+    def analyzer(self, clips: ClipsConfig) -> Callable[[VlmRequest], tuple[str, VlmAnswer]]:
+        """The call a processor makes; raises ProviderError when no provider is available."""
+        wanted = (
+            clips.provider
+            if isinstance(clips.provider, list)
+            else ([clips.provider] if clips.provider else list(self.providers)[:1])
+        )
+        chosen = [self.providers[n] for n in wanted if n in self.providers]
+        missing = [n for n in wanted if n not in self.providers]
+        if missing:
+            log.error(
+                "clips: unknown or unavailable provider(s); results will carry the error",
+                extra={"fields": {"providers": missing}},
+            )
+        group = ProviderGroup(chosen, clips.strategy) if chosen else None
+
+        def analyze(request: VlmRequest) -> tuple[str, VlmAnswer]:
+            if group is None:
+                raise ProviderError(f"no VLM provider available (configured: {clips.provider})")
+            return group.analyze(request)
+
+        return analyze
+
+    def status(self) -> dict[str, Any]:
+        out = {}
+        for name, p in self.providers.items():
+            calls, tokens = p.per_minute()
+            out[name] = {
+                **vars(p.stats),
+                "calls_per_min": calls,
+                "tokens_per_min": tokens,
+                "circuit_open": p.breaker_open,
+            }
+        return out
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
