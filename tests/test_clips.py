@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -219,3 +220,49 @@ def test_motion_gate_skips_still_clips(tmp_path: Path) -> None:
     time.sleep(1.0)
     proc.stop()
     assert proc.stats["clips_gated"] >= 2 and proc.stats["videos_created"] == 0
+
+
+def test_overlap_and_custom_strategy(tmp_path: Path) -> None:
+    class FirstN:
+        name = "first-n"
+
+        def sample_frames(self, frames: list[FrameData], target_count: int) -> list[FrameData]:
+            return frames[:target_count]
+
+    got = []
+    proc = make(tmp_path, SlowProvider(0), clip_seconds=1.0, overlap_s=0.5)
+    proc._on_result = got.append
+    proc.set_sampling_strategy(FirstN())
+    proc.start()
+    feed(proc, 3.2, 20)
+    time.sleep(0.3)
+    proc.stop()
+    assert len(got) >= 3
+    ranges = [r.video_info.original_frame_range for r in got]
+    assert all(b[0] < a[1] for a, b in itertools.pairwise(ranges))  # overlapping
+    assert all(r.video_info.sampling_info["strategy"] == "first-n" for r in got)
+    first = got[0].video_info.sampling_info["frame_numbers"]
+    assert first == list(range(ranges[0][0], ranges[0][0] + 4))
+
+
+def test_store_migrates_an_old_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    from vlm_monitor.storage.db import MIGRATIONS, Store
+
+    old = sqlite3.connect(tmp_path / "vlm-monitor.db")  # what the first release created
+    old.execute(
+        "CREATE TABLE streams (id TEXT PRIMARY KEY, config TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO streams VALUES ('kept', '{\"id\": \"kept\"}', 1.0)")
+    old.commit()
+    old.close()
+    store = Store(tmp_path)
+    assert store.schema_version == len(MIGRATIONS)
+    row_id = store.add_result_sync({"stream": "kept", "video_info": {"clip_id": "c1"}})
+    import asyncio
+
+    assert asyncio.run(store.load_streams()) == [{"id": "kept"}]
+    assert asyncio.run(store.result(row_id))["id"] == row_id
+    store.close()
+    assert Store(tmp_path).schema_version == len(MIGRATIONS)  # re-opening migrates nothing

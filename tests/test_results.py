@@ -217,30 +217,80 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
     import subprocess
     import sys
 
-    srv = server({"server": {"api_token": "s3cret"},
-                  "streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}]})
+    srv = server(
+        {
+            "server": {"api_token": "s3cret"},
+            "streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}],
+        }
+    )
     cfg = tmp_path / "worker.json"
-    cfg.write_text(json.dumps({
-        "server": {"api_token": "s3cret"},
-        "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
-        "streams": [{"id": "cam", "url": "synthetic://", "clips": {
-            "clip_seconds": 1, "frames_per_clip": 3, "provider": "offline"}}]}))
-    out = subprocess.run([sys.executable, "-m", "vlm_monitor", "worker", "--clips", "--config",
-                          str(cfg), "--backend-url", srv.url, "--stream", "cam", "--duration",
-                          "5", "--data-dir", str(tmp_path / "wd")],
-                         capture_output=True, text=True, timeout=90)
+    cfg.write_text(
+        json.dumps(
+            {
+                "server": {"api_token": "s3cret"},
+                "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
+                "streams": [
+                    {
+                        "id": "cam",
+                        "url": "synthetic://",
+                        "clips": {"clip_seconds": 1, "frames_per_clip": 3, "provider": "offline"},
+                    }
+                ],
+            }
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlm_monitor",
+            "worker",
+            "--clips",
+            "--config",
+            str(cfg),
+            "--backend-url",
+            srv.url,
+            "--stream",
+            "cam",
+            "--duration",
+            "5",
+            "--data-dir",
+            str(tmp_path / "wd"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     with srv.client() as c:
         got = c.get("/api/results", params={"stream": "cam"}).json()
-        assert len(got) >= 2 and all(r["provider"] == "offline" and r["error"] is None
-                                     for r in got)
+        assert len(got) >= 2 and all(r["provider"] == "offline" and r["error"] is None for r in got)
         assert (tmp_path / "wd" / "clips" / "cam").is_dir()
-        body = {k: got[0][k] for k in ("stream", "result", "error", "video_info",
-                                       "inference_start_time", "inference_end_time")}
+        body = {
+            k: got[0][k]
+            for k in (
+                "stream",
+                "result",
+                "error",
+                "video_info",
+                "inference_start_time",
+                "inference_end_time",
+            )
+        }
         assert c.post("/api/results", json=body).status_code == 401
         r = c.post("/api/results", json=body, headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 201 and r.json()["id"] > got[0]["id"]
-        assert c.post("/api/results", json={**body, "stream": "nope"},
-                      headers={"Authorization": "Bearer s3cret"}).status_code == 404
-        assert c.post("/api/results", json={"stream": "cam"},
-                      headers={"Authorization": "Bearer s3cret"}).status_code == 422
+        assert (
+            c.post(
+                "/api/results",
+                json={**body, "stream": "nope"},
+                headers={"Authorization": "Bearer s3cret"},
+            ).status_code
+            == 404
+        )
+        assert (
+            c.post(
+                "/api/results", json={"stream": "cam"}, headers={"Authorization": "Bearer s3cret"}
+            ).status_code
+            == 422
+        )
