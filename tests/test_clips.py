@@ -266,3 +266,17 @@ def test_store_migrates_an_old_database(tmp_path: Path) -> None:
     assert asyncio.run(store.result(row_id))["id"] == row_id
     store.close()
     assert Store(tmp_path).schema_version == len(MIGRATIONS)  # re-opening migrates nothing
+
+
+def test_sampling_uses_presentation_time_for_bursts(tmp_path: Path) -> None:
+    proc = make(tmp_path, SlowProvider(0))
+    t0 = time.time()
+    # 30 frames shot 0.1 s apart arrive in a 30 ms burst (a decoder catching up)
+    for i in range(30):
+        proc.add_frame(PIX, t0 + i * 0.001, i, pts=100.0 + i * 0.1)
+    rel = [proc.frame_queue.get_nowait().relative_timestamp for _ in range(30)]
+    assert rel == pytest.approx([i * 0.1 for i in range(30)])
+    proc.add_frame(PIX, t0 + 0.05, 30, pts=3.0)  # the source restarted its clock
+    proc.add_frame(PIX, t0 + 0.06, 31, pts=3.1)
+    after = [proc.frame_queue.get_nowait().relative_timestamp for _ in range(2)]
+    assert after == pytest.approx([2.9, 3.0])  # re-anchored, time never runs backwards

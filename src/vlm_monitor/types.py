@@ -52,6 +52,12 @@ class Frame:
         self._lock = threading.Lock()
 
     @property
+    def pts_time(self) -> float | None:
+        """Presentation time in seconds on the source's clock, when the source has one."""
+        time_s = getattr(self._source, "time", None)
+        return float(time_s) if time_s is not None else None
+
+    @property
     def size(self) -> Size:
         return (self.width, self.height)
 

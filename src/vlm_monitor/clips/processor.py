@@ -36,6 +36,7 @@ log = logging.getLogger("vlm_monitor.clips")
 
 FRAME_QUEUE_SIZE = 100
 RESULT_QUEUE_SIZE = 20
+PTS_MAX_DRIFT_S = 5.0  # media clock this far from arrival: a jump (reconnect/loop), re-anchor
 STAT_KEYS = (
     "frames_received",
     "frames_dropped",
@@ -131,6 +132,8 @@ class AsyncVideoProcessor:
             JsonSchemaProcessor(config.schema_) if config.schema_ else None
         )
         self._t0: float | None = None
+        self._pts_base: float | None = None  # pts value at relative time 0
+        self._last_relative = 0.0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.paused_reason: str | None = None
@@ -168,11 +171,15 @@ class AsyncVideoProcessor:
         self.frame_buffer.clear()
         self._threads = []
 
-    def add_frame(self, frame: np.ndarray, timestamp: float, frame_number: int) -> bool:
-        """Queue a frame; False (and counted) when the frame queue is full."""
-        if self._t0 is None:
-            self._t0 = timestamp
-        data = FrameData(frame, timestamp, timestamp - self._t0, frame_number)
+    def add_frame(
+        self, frame: np.ndarray, timestamp: float, frame_number: int, pts: float | None = None
+    ) -> bool:
+        """Queue a frame; False (and counted) when the frame queue is full.
+
+        ``pts`` (the source's presentation time, seconds) places the frame on the media
+        clock, so frames that arrive in a burst still sample by when they were shot; without
+        it, or when it jumps (reconnect, loop), the arrival time ``timestamp`` is used."""
+        data = FrameData(frame, timestamp, self._relative(timestamp, pts), frame_number)
         try:
             self.frame_queue.put_nowait(data)
         except queue.Full:
@@ -180,6 +187,24 @@ class AsyncVideoProcessor:
             return False
         self.stats["frames_received"] += 1
         return True
+
+    def _relative(self, timestamp: float, pts: float | None) -> float:
+        if self._t0 is None:
+            self._t0 = timestamp
+        wall = timestamp - self._t0
+        if pts is None:
+            self._pts_base = None
+            self._last_relative = max(wall, self._last_relative)
+            return self._last_relative
+        if self._pts_base is not None:
+            media = pts - self._pts_base
+            if abs(media - wall) < PTS_MAX_DRIFT_S and media >= self._last_relative:
+                self._last_relative = media
+                return media
+        # (Re)anchor the media clock to the arrival clock, never going back in time.
+        self._last_relative = max(wall, self._last_relative)
+        self._pts_base = pts - self._last_relative
+        return self._last_relative
 
     def get_result(self, timeout: float | None = None) -> ResultData | None:
         with self._result_cond:

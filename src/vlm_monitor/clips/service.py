@@ -46,7 +46,7 @@ class StreamClips:
     def _feed(self) -> None:
         while (frame := self._sub.get()) is not None:
             # The shared downscale: computed once per frame for every consumer of this size.
-            self.processor.add_frame(frame.bgr(self._size), frame.ts, frame.seq)
+            self.processor.add_frame(frame.bgr(self._size), frame.ts, frame.seq, frame.pts_time)
 
 
 class ClipService:
