@@ -79,6 +79,10 @@ def test_bad_input_gets_clear_4xx(server) -> None:
         assert r.status_code == 422 and "id" in r.json()["error"]
         r = c.post("/api/streams", json={"id": "cam", "url": SYN})
         assert r.status_code == 409 and "already exists" in r.json()["error"]
+        r = c.post("/api/streams", json={"id": "x", "url": SYN, "clips": {"provider": "nope"}})
+        assert r.status_code == 422 and "unknown provider(s) ['nope']" in r.json()["error"]
+        r = c.post("/api/streams", json={"id": "x", "url": SYN, "clips": {"clip_seconds": -1}})
+        assert r.status_code == 422 and "clips.clip_seconds" in r.json()["error"]
         r = c.post("/internal/video/subscribe", json={"stream": "cam", "frame_rate": -1})
         assert r.status_code == 422
         r = c.get("/internal/video/latest-frame", params={"stream": "cam", "timeout": 999})

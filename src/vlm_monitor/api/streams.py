@@ -21,6 +21,16 @@ async def list_streams(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.post("/api/streams", status_code=201)
 async def add_stream(body: StreamConfig, services: ServicesDep) -> dict[str, Any]:
+    if body.clips is not None and body.clips.provider is not None:
+        names = (
+            body.clips.provider if isinstance(body.clips.provider, list) else [body.clips.provider]
+        )
+        known = {p.name for p in services.config.vlm.providers}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise HTTPException(
+                422, f"clips.provider: unknown provider(s) {unknown}; configured: {sorted(known)}"
+            )
     try:
         return await services.streams.add(body, persistent=True)
     except StreamExistsError:

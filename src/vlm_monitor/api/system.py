@@ -37,11 +37,12 @@ async def status(services: ServicesDep) -> dict[str, Any]:
 @router.get("/api/config")
 async def running_config(services: ServicesDep) -> dict[str, Any]:
     """The configuration in force, streams added at runtime included; secrets masked."""
-    doc = services.config.model_dump(mode="json")
+    doc = services.config.model_dump(mode="json", by_alias=True)
     if doc["server"].get("api_token"):
         doc["server"]["api_token"] = "***"
     doc["streams"] = [
-        services.streams.get(sid).config.model_dump(mode="json") for sid in services.streams.ids()
+        services.streams.get(sid).config.model_dump(mode="json", by_alias=True)
+        for sid in services.streams.ids()
     ]
     return doc
 

@@ -169,6 +169,12 @@ class AsyncVideoProcessor:
         for info in self.video_queue.drain():
             self._discard(info, "stopped")
         self.frame_buffer.clear()
+        busy = [t.name for t in self._threads if t.is_alive()]
+        if busy:
+            log.warning(
+                "VLM call still running after stop; it finishes on its own thread",
+                extra={"fields": {"stream": self.stream, "threads": busy}},
+            )
         self._threads = []
 
     def add_frame(

@@ -18,6 +18,7 @@ from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
 
 log = logging.getLogger("vlm_monitor.clips")
+REMOVAL_WAIT_S = 2.0
 
 
 class StreamClips:
@@ -38,10 +39,10 @@ class StreamClips:
         self.processor.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
         self._hub.unsubscribe(self._sub)
         self._thread.join(5)
-        self.processor.stop()
+        self.processor.stop(timeout)
 
     def _feed(self) -> None:
         while (frame := self._sub.get()) is not None:
@@ -75,11 +76,11 @@ class ClipService:
             self.running[stream.id] = runner
         runner.start()
 
-    def stop_stream(self, stream_id: str) -> None:
+    def stop_stream(self, stream_id: str, timeout: float = 30.0) -> None:
         with self._lock:
             runner = self.running.pop(stream_id, None)
         if runner is not None:
-            runner.stop()
+            runner.stop(timeout)
 
     def stop_all(self) -> None:
         for sid in list(self.running):
@@ -90,7 +91,9 @@ class ClipService:
         self.start_stream(stream)
 
     def on_stream_removed(self, stream_id: str) -> None:
-        self.stop_stream(stream_id)
+        # Removal holds the stream registry's lock: a VLM call still running (up to its
+        # provider timeout) finishes on its own thread and its result is still stored.
+        self.stop_stream(stream_id, timeout=REMOVAL_WAIT_S)
 
     def _on_result(self, result: ResultData) -> None:
         """Inference thread: store first (the event then carries the row id), then push."""

@@ -133,7 +133,7 @@ class StreamManager:
             status.update(extra(stream_id))
         if detail:
             status["subscriptions"] = [s.status() for s in self.hub.subscriptions(stream_id)]
-            status["config"] = managed.config.model_dump(mode="json")
+            status["config"] = managed.config.model_dump(mode="json", by_alias=True)
         return status
 
     def statuses(self) -> list[dict[str, Any]]:
