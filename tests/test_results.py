@@ -55,14 +55,17 @@ def test_camera_to_local_provider_results(camera, server, tmp_path) -> None:
         got = results(c, "cam", 2)
         assert [r["id"] for r in got] == sorted((r["id"] for r in got), reverse=True)
         one = c.get(f"/api/results/{event['id']}").json()
-        assert one["video_info"]["frame_count"] == 6
-        assert one["video_info"]["sampling_info"]["strategy"] == "time"
+        info = one["video_info"]
+        # the first clip may hold fewer frames (start-up burst); then all of them are used
+        assert info["frame_count"] == min(6, info["sampling_info"]["buffered"])
+        assert info["sampling_info"]["strategy"] == "time"
+        assert got[0]["video_info"]["frame_count"] == 6
         clip = c.get(f"/api/results/{event['id']}/clip")
         assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
         path = tmp_path / "clip.mp4"
         path.write_bytes(clip.content)
         with av.open(str(path)) as container:
-            assert len(list(container.decode(video=0))) == 6
+            assert len(list(container.decode(video=0))) == info["frame_count"]
         assert c.get("/api/results/999999").status_code == 404
         assert c.get("/api/results", params={"limit": 0}).status_code == 422
         st = c.get("/api/streams/cam").json()
