@@ -25,7 +25,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py > bench-ingest.json
+	$(BIN)/python bench/clips.py > bench-clips.json
+	@echo "wrote bench-ingest.json and bench-clips.json"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
