@@ -28,6 +28,7 @@ log = logging.getLogger("vlm_monitor.sources")
 FrameSink = Callable[[Frame], None]
 StateSink = Callable[["Source"], None]
 _FPS_WINDOW_S = 2.0
+FAST_START = {"probesize": "65536", "analyzeduration": "200000"}  # bytes, microseconds
 
 
 class Source:
@@ -115,7 +116,7 @@ class Source:
             return self._ffmpeg({}, pace=True, loop=cfg.loop)
         if spec.scheme == "tcp":
             self.transport = "tcp"
-            return self._ffmpeg({})
+            return self._ffmpeg(self._live_options())
         return self._rtsp_frames()
 
     def _ffmpeg(
@@ -134,11 +135,14 @@ class Source:
             loop=loop,
         )
 
+    def _live_options(self) -> dict[str, str]:
+        return dict(FAST_START) if self.config.fast_start else {}
+
     def _rtsp_frames(self) -> Iterator[Any]:
         transports = ["tcp", "udp"] if self.config.transport == "auto" else [self.config.transport]
         for i, transport in enumerate(transports):
             self.transport = transport
-            frames = self._ffmpeg({"rtsp_transport": transport})
+            frames = self._ffmpeg({**self._live_options(), "rtsp_transport": transport})
             try:
                 first = next(frames)
             except StopIteration:
