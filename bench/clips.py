@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import websockets
 
+from vlm_monitor.stats import percentile
 from vlm_monitor.testing import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parent
@@ -30,11 +31,6 @@ FPS = 30
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float | None:
-    s = sorted(values)
-    return round(s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))], 4) if s else None
 
 
 def run(tmp: Path, clips: bool, window: float) -> dict:
@@ -106,8 +102,8 @@ def run(tmp: Path, clips: bool, window: float) -> dict:
                 "processor_frames_dropped": st["frames_dropped"],
                 "clip_build_p50_s": st["clip_build_p50_s"],
                 "clip_build_p99_s": st["clip_build_p99_s"],
-                "clip_end_to_result_event_p50_s": pct(delays, 50),
-                "clip_end_to_result_event_max_s": pct(delays, 100),
+                "clip_end_to_result_event_p50_s": percentile(delays, 50),
+                "clip_end_to_result_event_max_s": percentile(delays, 100),
             }
         )
     log(f"{'with clips' if clips else 'ingest only'}: {out}")

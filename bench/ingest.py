@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from vlm_monitor.stats import percentile
 from vlm_monitor.testing import CameraProcess, ServerProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent
@@ -36,13 +37,6 @@ WINDOW_S = 10.0
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return round(s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))], 3)
 
 
 # ---------------------------------------------------------------- inputs and feeders
@@ -148,8 +142,8 @@ def child_ingest(url: str, subscribers: int, frames: int) -> dict:
             "frames": source.frames_in,
             "cpu_s": round(cpu, 3),
             "cpu_ms_per_frame": round(cpu / source.frames_in * 1000, 4),
-            "latency_p50_ms": pct(latencies[5:], 50),
-            "latency_p99_ms": pct(latencies[5:], 99),
+            "latency_p50_ms": percentile(latencies[5:], 50, 3),
+            "latency_p99_ms": percentile(latencies[5:], 99, 3),
             "delivered_first_sub": subs[0].stats.delivered if subs else None,
         }
 
@@ -386,10 +380,14 @@ def section_glass(tmp: Path, quick: bool) -> dict:
     res = {
         "mjpeg": {
             "n": len(mj.latencies),
-            "p50_ms": pct(mj.latencies, 50),
-            "p99_ms": pct(mj.latencies, 99),
+            "p50_ms": percentile(mj.latencies, 50, 3),
+            "p99_ms": percentile(mj.latencies, 99, 3),
         },
-        "push_ws": {"n": len(ws_lat), "p50_ms": pct(ws_lat, 50), "p99_ms": pct(ws_lat, 99)},
+        "push_ws": {
+            "n": len(ws_lat),
+            "p50_ms": percentile(ws_lat, 50, 3),
+            "p99_ms": percentile(ws_lat, 99, 3),
+        },
     }
     log(f"glass-to-glass 720p15: {res}")
     return res

@@ -29,6 +29,7 @@ from vlm_monitor.clips.sampling import STRATEGIES, SamplingStrategy, change_scor
 from vlm_monitor.clips.store import ClipStore, DiskFullError
 from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
 from vlm_monitor.config import ClipsConfig
+from vlm_monitor.stats import percentile
 from vlm_monitor.vlm.base import ProviderError, VlmAnswer, VlmRequest
 from vlm_monitor.vlm.postprocess import JsonSchemaProcessor, ResultPostProcessor
 
@@ -224,16 +225,11 @@ class AsyncVideoProcessor:
         self._post = processor
 
     def get_statistics(self) -> dict[str, Any]:
-        builds = sorted(self._build_times)
-
-        def p(q: float) -> float | None:
-            return round(builds[min(len(builds) - 1, int(q * len(builds)))], 4) if builds else None
-
         return {
             **self.stats,
             "sampling": getattr(self._strategy, "name", "custom"),
-            "clip_build_p50_s": p(0.5),
-            "clip_build_p99_s": p(0.99),
+            "clip_build_p50_s": percentile(self._build_times, 50),
+            "clip_build_p99_s": percentile(self._build_times, 99),
             "lag_s": round(self._last_lag, 3),
             "paused_reason": self.paused_reason,
         }

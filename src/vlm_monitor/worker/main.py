@@ -8,16 +8,10 @@ import json
 import logging
 import time
 
+from vlm_monitor.stats import percentile
 from vlm_monitor.worker.client import BackendVideoClient
 
 log = logging.getLogger("vlm_monitor.worker")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class LatencyStats:
@@ -41,15 +35,11 @@ class LatencyStats:
         return {
             "frames": self.frames,
             "fps": round(self.frames / elapsed, 2),
-            "latency_p50_ms": _round(percentile(lat, 50)),
-            "latency_p99_ms": _round(percentile(lat, 99)),
+            "latency_p50_ms": percentile(lat, 50, 2),
+            "latency_p99_ms": percentile(lat, 99, 2),
             "last_seq": self.last_seq,
             "skipped": self.gaps,
         }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 async def run_worker(
