@@ -176,8 +176,10 @@ def test_video_queue_backpressure_and_stale_drop(tmp_path: Path) -> None:
     assert slow.calls <= elapsed / 1.5 + 1
     assert slow.calls < stats["videos_created"]
     assert stats["clips_dropped_stale"] >= 1
-    assert (slow.calls + stats["clips_dropped_stale"] + stats["clips_dropped_stopped"]
-            == stats["videos_created"])  # every clip accounted for
+    assert (
+        slow.calls + stats["clips_dropped_stale"] + stats["clips_dropped_stopped"]
+        == stats["videos_created"]
+    )  # every clip accounted for
     results = []
     while (r := proc.get_result(timeout=0)) is not None:
         results.append(r)
@@ -194,8 +196,10 @@ def test_latest_wins_skips_to_newest_clip(tmp_path: Path) -> None:
     proc.stop(timeout=5)
     stats = proc.get_statistics()
     assert stats["clips_dropped_stale"] >= 1
-    assert (slow.calls + stats["clips_dropped_stale"] + stats["clips_dropped_stopped"]
-            == stats["videos_created"])
+    assert (
+        slow.calls + stats["clips_dropped_stale"] + stats["clips_dropped_stopped"]
+        == stats["videos_created"]
+    )
     assert slow.calls < stats["videos_created"] - 1
 
 

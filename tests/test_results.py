@@ -302,8 +302,11 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
 
 def test_streams_with_clips_come_and_go_through_the_api(server) -> None:
     srv = server({"vlm": {"providers": [{"name": "offline", "kind": "local"}]}})
-    body = {"id": "dyn", "url": "synthetic://?fps=15&size=640x360",
-            "clips": {"clip_seconds": 1, "frames_per_clip": 3, "provider": "offline"}}
+    body = {
+        "id": "dyn",
+        "url": "synthetic://?fps=15&size=640x360",
+        "clips": {"clip_seconds": 1, "frames_per_clip": 3, "provider": "offline"},
+    }
     with srv.client() as c:
         for _ in range(2):  # added, analysed, removed, and the same id again
             assert c.post("/api/streams", json=body).status_code == 201
@@ -314,7 +317,12 @@ def test_streams_with_clips_come_and_go_through_the_api(server) -> None:
             assert time.monotonic() - t0 < 5
         exported = c.get("/api/config").json()
         assert exported["streams"] == []
-        assert c.post("/api/streams", json={**body, "clips": {**body["clips"], "schema": {
-            "type": "object"}}}).status_code == 201
+        assert (
+            c.post(
+                "/api/streams",
+                json={**body, "clips": {**body["clips"], "schema": {"type": "object"}}},
+            ).status_code
+            == 201
+        )
         (stream,) = c.get("/api/config").json()["streams"]
         assert stream["clips"]["schema"] == {"type": "object"}  # re-importable as exported
