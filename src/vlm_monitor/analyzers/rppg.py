@@ -1,0 +1,215 @@
+"""Camera-based heart rate (rPPG) maths: POS (Wang et al. 2017) and CHROM (de Haan & Jeanne
+2013) on a trace of mean skin RGB, then detrend, band-pass and a spectral peak. Pure NumPy, no
+I/O: the heart-rate analyzer feeds it per-frame means of the tracked face's skin pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+HR_BAND_HZ = (0.7, 3.0)  # 42..180 bpm
+_POS_PROJECTION = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]])
+
+
+def pos(rgb: np.ndarray, fps: float) -> np.ndarray:
+    """Plane-orthogonal-to-skin pulse signal of an (N, 3) RGB trace, overlap-added over
+    windows of 1.6 s (Wang et al. 2017, algorithm 1)."""
+    n = len(rgb)
+    win = math.ceil(1.6 * fps)
+    out = np.zeros(n)
+    for start in range(0, n - win + 1):
+        block = rgb[start : start + win].T  # (3, win)
+        mean = block.mean(axis=1, keepdims=True)
+        if np.any(mean <= 0):
+            continue
+        s = _POS_PROJECTION @ (block / mean)
+        std2 = s[1].std()
+        h = s[0] + (s[0].std() / std2 if std2 > 0 else 0.0) * s[1]
+        out[start : start + win] += h - h.mean()
+    return out
+
+
+def chrom(rgb: np.ndarray, fps: float) -> np.ndarray:
+    """Chrominance pulse signal (de Haan & Jeanne 2013): colour normalised by a 1.6 s moving
+    mean, X/Y chrominance band-passed over the whole trace, then alpha-tuned per 1.6 s
+    Hann window and overlap-added."""
+    n = len(rgb)
+    win = math.ceil(1.6 * fps)
+    win += win % 2
+    kernel = np.ones(win) / win
+    means = np.stack([np.convolve(rgb[:, c], kernel, mode="same") for c in range(3)], axis=1)
+    norm = rgb / np.maximum(means, 1e-9)
+    x = bandpass(3 * norm[:, 0] - 2 * norm[:, 1], fps)
+    y = bandpass(1.5 * norm[:, 0] + norm[:, 1] - 1.5 * norm[:, 2], fps)
+    out = np.zeros(n)
+    hann = np.hanning(win)
+    for start in range(0, n - win + 1, win // 2):
+        xs, ys = x[start : start + win], y[start : start + win]
+        alpha = xs.std() / ys.std() if ys.std() > 0 else 0.0
+        s = xs - alpha * ys
+        out[start : start + win] += hann * (s - s.mean())
+    return out
+
+
+def detrend(signal: np.ndarray, smoothing: float = 100.0) -> np.ndarray:
+    """Smoothness-priors detrending (Tarvainen et al. 2002): removes slow illumination drift."""
+    n = len(signal)
+    if n < 3:
+        centred: np.ndarray = signal - signal.mean()
+        return centred
+    d2 = np.zeros((n - 2, n))
+    idx = np.arange(n - 2)
+    d2[idx, idx], d2[idx, idx + 1], d2[idx, idx + 2] = 1.0, -2.0, 1.0
+    trend = np.linalg.solve(np.eye(n) + smoothing**2 * d2.T @ d2, signal)
+    return signal - trend
+
+
+def bandpass(signal: np.ndarray, fps: float, band: tuple[float, float] = HR_BAND_HZ) -> np.ndarray:
+    """Zero-phase band-pass by masking the spectrum (the windows are short: no filter ringing
+    to settle)."""
+    spectrum = np.fft.rfft(signal - signal.mean())
+    freqs = np.fft.rfftfreq(len(signal), 1.0 / fps)
+    spectrum[(freqs < band[0]) | (freqs > band[1])] = 0
+    return np.fft.irfft(spectrum, len(signal))
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    bpm: float
+    snr_db: float  # power near the peak and its first harmonic vs the rest of the band
+
+
+def spectral_peak(
+    signal: np.ndarray, fps: float, band: tuple[float, float] = HR_BAND_HZ
+) -> Spectrum:
+    """Heart rate from the periodogram peak, zero-padded to >= 4096 points and refined by
+    parabolic interpolation."""
+    n_fft = max(4096, 1 << math.ceil(math.log2(len(signal))))
+    power = np.abs(np.fft.rfft(signal * np.hanning(len(signal)), n_fft)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / fps)
+    in_band = (freqs >= band[0]) & (freqs <= band[1])
+    idx = np.flatnonzero(in_band)
+    k = int(idx[np.argmax(power[idx])])
+    shift = 0.0
+    if 0 < k < len(power) - 1:
+        a, b, c = power[k - 1], power[k], power[k + 1]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
+    peak_hz = freqs[k] + shift * (freqs[1] - freqs[0])
+    lobe = max(0.1, 2.0 * fps / len(signal))  # Hann main-lobe half-width, Hz
+    near = (np.abs(freqs - peak_hz) <= lobe) | (np.abs(freqs - 2 * peak_hz) <= lobe)
+    signal_power = power[in_band & near].sum()
+    noise_power = power[in_band & ~near].sum()
+    snr = 10 * math.log10(signal_power / noise_power) if noise_power > 0 else 99.0
+    return Spectrum(bpm=peak_hz * 60.0, snr_db=snr)
+
+
+def heart_rate(rgb: np.ndarray, fps: float, method: str = "pos") -> Spectrum:
+    """Heart rate of an (N, 3) mean-skin-RGB trace sampled at ``fps``."""
+    if method not in ("pos", "chrom"):
+        raise ValueError(f"unknown rPPG method {method!r}: use pos or chrom")
+    raw = pos(rgb, fps) if method == "pos" else chrom(rgb, fps)
+    return spectral_peak(bandpass(detrend(raw), fps), fps)
+
+
+@dataclass(frozen=True)
+class HeartRateReading:
+    """One update of the sliding-window estimate; ``bpm`` is None with a ``reason`` when the
+    signal cannot be trusted."""
+
+    bpm: float | None
+    snr_db: float | None
+    window_s: float
+    method: str
+    reason: str | None = None
+    ts: float = 0.0  # unix seconds of the newest sample in the window
+
+
+class HeartRateEstimator:
+    """Sliding-window heart rate over per-frame mean skin RGB. Not thread-safe: one per stream.
+
+    Samples arrive at whatever rate the camera gives; the window is resampled to a uniform
+    ``rate_hz`` before POS/CHROM. An update is produced every ``update_s`` once ``window_s`` of
+    signal is buffered; a gap (no face), darkness or a low SNR give ``bpm=None`` and a reason.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 10.0,
+        update_s: float = 1.0,
+        method: str = "pos",
+        rate_hz: float = 15.0,
+        min_brightness: float = 40.0,
+        min_snr_db: float = -3.0,
+        max_gap_s: float = 1.0,
+    ) -> None:
+        self.window_s, self.update_s, self.method, self.rate_hz = (
+            window_s,
+            update_s,
+            method,
+            rate_hz,
+        )
+        self.min_brightness, self.min_snr_db, self.max_gap_s = min_brightness, min_snr_db, max_gap_s
+        self._times: list[float] = []
+        self._rgb: list[np.ndarray] = []
+        self._next_update: float | None = None
+
+    def add(self, ts: float, mean_rgb: np.ndarray | None) -> HeartRateReading | None:
+        """Feed one frame (``mean_rgb`` None when no face was found); returns a reading when one
+        is due."""
+        if mean_rgb is None:
+            self._times.clear()
+            self._rgb.clear()
+            return self._due(ts, HeartRateReading(None, None, 0.0, self.method, "no face", ts))
+        if self._times and ts - self._times[-1] > self.max_gap_s:
+            self._times.clear()
+            self._rgb.clear()
+        self._times.append(ts)
+        self._rgb.append(np.asarray(mean_rgb, dtype=np.float64))
+        while self._times and ts - self._times[0] > self.window_s:
+            self._times.pop(0)
+            self._rgb.pop(0)
+        span = self._times[-1] - self._times[0]
+        if span < self.window_s * 0.9:
+            return self._due(
+                ts,
+                HeartRateReading(
+                    None, None, round(span, 2), self.method, "not enough signal yet", ts
+                ),
+            )
+        rgb = np.stack(self._rgb)
+        if rgb.mean() < self.min_brightness:
+            return self._due(
+                ts, HeartRateReading(None, None, round(span, 2), self.method, "too dark", ts)
+            )
+        return self._due(ts, None, rgb)
+
+    def _due(
+        self, ts: float, reading: HeartRateReading | None, rgb: np.ndarray | None = None
+    ) -> HeartRateReading | None:
+        if self._next_update is not None and ts < self._next_update:
+            return None
+        self._next_update = ts + self.update_s
+        if reading is not None:
+            return reading
+        assert rgb is not None
+        times = np.asarray(self._times)
+        grid = np.arange(times[0], times[-1], 1.0 / self.rate_hz)
+        uniform = np.stack([np.interp(grid, times, rgb[:, c]) for c in range(3)], axis=1)
+        est = heart_rate(uniform, self.rate_hz, self.method)
+        span = round(float(times[-1] - times[0]), 2)
+        if est.snr_db < self.min_snr_db:
+            return HeartRateReading(
+                None,
+                round(est.snr_db, 2),
+                span,
+                self.method,
+                "signal too weak or too much motion",
+                ts,
+            )
+        return HeartRateReading(
+            round(est.bpm, 1), round(est.snr_db, 2), span, self.method, None, ts
+        )
