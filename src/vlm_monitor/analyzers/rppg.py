@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 HR_BAND_HZ = (0.7, 3.0)  # 42..180 bpm
@@ -213,3 +214,22 @@ class HeartRateEstimator:
         return HeartRateReading(
             round(est.bpm, 1), round(est.snr_db, 2), span, self.method, None, ts
         )
+
+
+def skin_mean(
+    bgr: np.ndarray, box: tuple[int, int, int, int], min_pixels: int = 200
+) -> np.ndarray | None:
+    """Mean RGB of the skin pixels inside a face box (YCrCb Cr 133-173, Cb 77-127), using the
+    box's central part to keep hair and background out; None when too little skin shows."""
+    x, y, w, h = box
+    x0, x1 = x + w // 5, x + w - w // 5
+    y0, y1 = y + h // 8, y + h - h // 8
+    roi = bgr[max(0, y0) : y1, max(0, x0) : x1]
+    if roi.size == 0:
+        return None
+    ycrcb = cv2.cvtColor(roi, cv2.COLOR_BGR2YCrCb)
+    mask = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127))
+    if int(np.count_nonzero(mask)) < min_pixels:
+        return None
+    b, g, r, _ = cv2.mean(roi, mask=mask)
+    return np.array([r, g, b])
