@@ -5,11 +5,11 @@ dominant colours. Good enough for the offline demo and for gating, and honest ab
 from __future__ import annotations
 
 import itertools
-import threading
 
 import cv2
 import numpy as np
 
+from vlm_monitor.analyzers.faces import FaceDetector
 from vlm_monitor.config import VlmProviderConfig
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 
@@ -35,10 +35,7 @@ _COLOURS = {
 class LocalProvider:
     def __init__(self, config: VlmProviderConfig) -> None:
         self.name = config.name
-        self._cascade = cv2.CascadeClassifier(
-            cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-        )
-        self._lock = threading.Lock()  # CascadeClassifier is not safe across threads
+        self._detector = FaceDetector(scale_factor=1.2, min_neighbors=5, min_size=40)
 
     def close(self) -> None:
         pass
@@ -86,12 +83,7 @@ class LocalProvider:
         frame = frames[len(frames) // 2]
         scale = 640 / frame.shape[1] if frame.shape[1] > 640 else 1.0
         img = cv2.resize(frame, None, fx=scale, fy=scale) if scale != 1.0 else frame
-        grey = cv2.equalizeHist(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
-        with self._lock:
-            found = self._cascade.detectMultiScale(
-                grey, scaleFactor=1.2, minNeighbors=5, minSize=(40, 40)
-            )
-        return len(found)
+        return len(self._detector.detect(img))
 
 
 def _changed_regions(diffs: list[np.ndarray], threshold: float = 8.0) -> list[str]:
