@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from vlm_monitor import __version__
-from vlm_monitor.api import events, internal, live, results, streams, system
+from vlm_monitor.api import analysis, events, internal, live, results, streams, system
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
 
@@ -51,8 +51,9 @@ def create_app(config: Config) -> FastAPI:
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    for module in (system, streams, live, internal, events, results):
+    for module in (system, streams, analysis, live, internal, events, results):
         app.include_router(module.router)
+    app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
     web = resources.files("vlm_monitor") / "web"
     app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
     return app

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--size", type=_size, default=(1280, 720))
     cam.add_argument("--single-client", action="store_true", help="refuse a 2nd client")
     cam.add_argument("--ready-file", help="write the bound port here once listening")
+    cam.add_argument(
+        "--scene", choices=["moving", "face"], default="moving", help="face: a pulsing face"
+    )
+    cam.add_argument("--bpm", type=float, default=72.0, help="the face scene's heart rate")
 
     worker = sub.add_parser("worker", help="separate inference service, frames via the backend")
     worker.add_argument("--config", help="take backend_url/frame_rate (seed 000's stream.tcp)")
@@ -82,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             from vlm_monitor.camera.server import run_camera
 
             run_camera(
-                args.host, args.port, args.fps, args.size, args.single_client, args.ready_file
+                args.host,
+                args.port,
+                args.fps,
+                args.size,
+                args.single_client,
+                args.ready_file,
+                args.scene,
+                args.bpm,
             )
             return 0
         if args.command == "worker":

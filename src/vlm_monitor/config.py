@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
 from vlm_monitor.sources.url import parse_source_url
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -94,6 +96,39 @@ class ClipsConfig(_Model):
         return self
 
 
+class AnalyzerConfig(_Model):
+    """``emotion`` or ``{name: emotion, fps: 5, params: {smoothing: 0.5}}``."""
+
+    name: AnalyzerName
+    fps: float | None = Field(None, gt=0, le=60, description="frames/s analysed; null = default")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _check_params(self) -> AnalyzerConfig:
+        try:
+            PARAMS[self.name].model_validate(self.params)
+        except ValidationError as exc:
+            raise ValueError(f"{self.name} params: {'; '.join(describe_errors(exc))}") from None
+        return self
+
+    @property
+    def rate(self) -> float:
+        return self.fps or DEFAULT_FPS[self.name]
+
+
+def _unique_analyzers(analyzers: list[AnalyzerConfig]) -> list[AnalyzerConfig]:
+    names = [a.name for a in analyzers]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"analyzer(s) listed twice: {twice}")
+    return analyzers
+
+
 class StreamConfig(_Model):
     id: str = Field(pattern=STREAM_ID_PATTERN)
     url: str
@@ -112,8 +147,12 @@ class StreamConfig(_Model):
         "parameters show up late",
     )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
-    analyzers: list[str] = Field(default_factory=list)
+    analyzers: list[AnalyzerConfig] = Field(
+        default_factory=list, description="names or {name, fps, params}"
+    )
     clips: ClipsConfig | None = None
+
+    _analyzers_unique = field_validator("analyzers")(_unique_analyzers)
 
     @field_validator("url")
     @classmethod
@@ -164,6 +203,32 @@ class VlmConfig(_Model):
     providers: list[VlmProviderConfig] = Field(default_factory=list)
 
 
+class AnalysisConfig(_Model):
+    """Local analyzers and seed 003's consumer behaviour."""
+
+    threads: int = Field(0, ge=0, le=64, description="analyzer worker threads; 0 = CPU count")
+    keep_results: int = Field(
+        200_000, ge=1000, description="analyzer results kept in SQLite (oldest pruned)"
+    )
+    rtsp_default_analyzers: list[AnalyzerConfig] = Field(
+        default_factory=lambda: [AnalyzerConfig(name="emotion"), AnalyzerConfig(name="heart_rate")],
+        description="what POST /api/rtsp/start runs when the body names none",
+    )
+    session_pattern: str = Field(
+        r"^exam-(?P<exam_id>[^-]+)-user-(?P<student_id>.+)$",
+        description="automatic stream -> session mapping (named groups exam_id, student_id)",
+    )
+
+    @field_validator("session_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
 class WorkerConfig(_Model):
     """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
 
@@ -178,6 +243,7 @@ class Config(_Model):
     streams: list[StreamConfig] = Field(default_factory=list)
     flows: list[dict[str, Any]] = Field(default_factory=list)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @model_validator(mode="before")
     @classmethod

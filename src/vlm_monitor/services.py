@@ -10,7 +10,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vlm_monitor.analyzers.base import AnalysisResult
+from vlm_monitor.analyzers.service import AnalyzerService
+from vlm_monitor.analyzers.sessions import SessionMap
 from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
 from vlm_monitor.hub import StreamHub
@@ -18,6 +22,8 @@ from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
+from vlm_monitor.storage.writer import AnalysisWriter
+from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
 
 log = logging.getLogger("vlm_monitor.services")
@@ -37,15 +43,36 @@ class Services:
         self.clips = ClipService(
             self.providers, self.hub, self.bus, self.store, Path(config.server.data_dir)
         )
-        self.streams.hooks.append(self.clips)
-        self.streams.status_extras.append(self._clip_status)
+        self.sessions = SessionMap(self.store, config.analysis.session_pattern)
+        self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
+        self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
+        self.socketio = SocketIOBridge(self.bus)
+        self.streams.hooks += [self.clips, self.analyzers]
+        self.streams.status_extras.append(self._extra_status)
 
-    def _clip_status(self, stream_id: str) -> dict[str, Any]:
-        stats = self.clips.status(stream_id)
-        return {} if stats is None else {"clips": stats}
+    def _extra_status(self, stream_id: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}
+        session = self.sessions.resolve(stream_id)
+        extra["session"] = None if session is None else session.to_json()
+        clips = self.clips.status(stream_id)
+        if clips is not None:
+            extra["clips"] = clips
+        return extra
+
+    def _publish_analysis(self, result: AnalysisResult) -> None:
+        """On the event loop: stamp the session, push, and queue for SQLite."""
+        session = self.sessions.resolve(result.stream)
+        doc = result.to_json()
+        doc["session_id"] = None if session is None else session.session_id
+        self.bus.publish(Event("analysis", result.stream, doc))
+        self.analysis_writer.put({"stream": result.stream, **doc})
 
     async def start(self) -> None:
-        self.bus.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.bus.bind(loop)
+        self.analyzers.bind(loop)
+        await self.sessions.load()
+        await self.socketio.start()
         for stream in self.config.streams:
             await self.streams.add(stream, persistent=False)
         for stored in await self.store.load_streams():
@@ -68,6 +95,9 @@ class Services:
     async def stop(self) -> None:
         await self.streams.stop_all()
         await asyncio.to_thread(self.clips.stop_all)
+        await self.analyzers.stop_all()
+        await self.socketio.stop()
+        await asyncio.to_thread(self.analysis_writer.close)
         self.providers.close()
         self.jpeg.close()
         self.store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -54,6 +55,10 @@ class FaceDetector:
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
+class Detector(Protocol):
+    def detect(self, bgr: np.ndarray) -> list[Box]: ...
+
+
 @dataclass
 class TrackedFace:
     box: Box
@@ -66,7 +71,7 @@ class FaceTracker:
 
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: Detector,
         detect_every_s: float = 1.0,
         hold_s: float = 2.0,
         match_iou: float = 0.3,

@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vlm_monitor.api.analysis import set_analyzers
 from vlm_monitor.api.deps import ServicesDep
-from vlm_monitor.config import STREAM_ID_PATTERN, StreamConfig, describe_errors
+from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
 from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
 
 router = APIRouter()
@@ -59,6 +60,11 @@ class RtspStart(BaseModel):
     stream_name: str = Field(pattern=STREAM_ID_PATTERN)
     rtsp_url: str
     transport: Literal["tcp", "udp", "auto"] = "auto"
+    analyzers: list[AnalyzerConfig] | None = Field(
+        None, description="default: analysis.rtsp_default_analyzers (emotion, heart_rate)"
+    )
+    session_id: str | None = Field(None, min_length=1, max_length=200)
+    student_id: str | None = Field(None, max_length=200)
 
 
 class RtspStop(BaseModel):
@@ -68,15 +74,25 @@ class RtspStop(BaseModel):
 
 @router.post("/api/rtsp/start")
 async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
-    """Idempotent: starting a stream that already runs with the same URL is a success."""
+    """Starts consuming a stream with its analyzers (seed 003). Idempotent: starting a stream
+    that already runs from the same URL is a success (and applies ``analyzers`` if given)."""
+    analyzers = body.analyzers
+    if analyzers is None:
+        analyzers = services.config.analysis.rtsp_default_analyzers
     try:
-        config = StreamConfig(id=body.stream_name, url=body.rtsp_url, transport=body.transport)
+        config = StreamConfig(
+            id=body.stream_name, url=body.rtsp_url, transport=body.transport, analyzers=analyzers
+        )
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(describe_errors(exc))) from None
+    if body.session_id is not None:
+        await services.sessions.bind(body.stream_name, body.session_id, body.student_id)
     if body.stream_name in services.streams:
         running = services.streams.get(body.stream_name).config.url
         if running != body.rtsp_url:
             raise HTTPException(409, f"stream {body.stream_name!r} already runs from {running}")
+        if body.analyzers is not None:
+            await set_analyzers(services, body.stream_name, body.analyzers)
         return {
             "success": True,
             "already_running": True,
@@ -109,5 +125,6 @@ async def rtsp_status(services: ServicesDep) -> dict[str, Any]:
     statuses = services.streams.statuses()
     return {
         "active_streams": sum(1 for s in statuses if s["state"] == "live"),
+        "analyzing_streams": sum(1 for s in statuses if s["analyzers"]),
         "streams": {s["id"]: s for s in statuses},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from importlib import resources
 
 import cv2
 import numpy as np
@@ -30,11 +31,19 @@ class SyntheticScene:
     def render(self, seq: int, ts: float | None = None) -> np.ndarray:
         ts = time.time() if ts is None else ts
         img = self._background.copy()
+        self._draw_subject(img, seq, ts)
+        self._draw_overlay(img, seq, ts)
+        return img
+
+    def _draw_subject(self, img: np.ndarray, seq: int, ts: float) -> None:
         w, h, r = self.width, self.height, self._radius
         phase = seq / 30.0
         cx = int(w / 2 + (w / 2 - 2 * r) * math.sin(phase))
         cy = int(h / 2 + (h / 3 - r) * math.cos(phase * 0.7))
         cv2.circle(img, (cx, cy), r, (40, 200, 255), -1)
+
+    def _draw_overlay(self, img: np.ndarray, seq: int, ts: float) -> None:
+        w, h = self.width, self.height
         bar_x = int((seq * 4) % w)
         cv2.rectangle(
             img, (bar_x, h - h // 8), (min(w - 1, bar_x + w // 10), h - 1), (255, 255, 255), -1
@@ -51,4 +60,47 @@ class SyntheticScene:
             cv2.LINE_AA,
         )
         strip.draw(img, seq, ts)
-        return img
+
+
+# Blood-volume pulse colour signature (B, G, R): skin gets most of its pulse in green.
+PULSE_SIGNATURE = np.array([0.53, 0.77, 0.33], np.float32)
+
+
+class FaceScene(SyntheticScene):
+    """A real face (the public-domain NASA astronaut portrait shipped with the package) whose
+    skin pulses at ``bpm``, swaying a little: a live subject for the face, emotion and
+    heart-rate analyzers. The pulse follows wall-clock time, so its rate is exact whatever
+    the frame rate."""
+
+    def __init__(self, width: int, height: int, bpm: float = 72.0, pulse: float = 0.006) -> None:
+        super().__init__(width, height)
+        self.bpm, self.pulse = bpm, pulse
+        data = (resources.files("vlm_monitor.camera") / "face.jpg").read_bytes()
+        face = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if face is None:
+            raise RuntimeError("the packaged face.jpg cannot be decoded")
+        scale = 0.75 * height / face.shape[0]
+        face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        self._face = face.astype(np.float32)
+        ycrcb = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
+        self._skin = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)).astype(bool)
+
+    def _draw_subject(self, img: np.ndarray, seq: int, ts: float) -> None:
+        fh, fw = self._face.shape[:2]
+        sway = round(3 * math.sin(2 * math.pi * 0.2 * ts))
+        x0 = max(0, min(self.width - fw, (self.width - fw) // 2 + sway))
+        y0 = max(0, (self.height - fh) // 3)
+        face = self._face.copy()
+        gain = 1 + self.pulse * math.sin(2 * math.pi * self.bpm / 60 * ts)
+        face[self._skin] *= 1 + (gain - 1) * PULSE_SIGNATURE
+        img[y0 : y0 + fh, x0 : x0 + fw] = np.clip(face, 0, 255).astype(np.uint8)
+
+
+def make_scene(
+    width: int, height: int, kind: str = "moving", bpm: float = 72.0, pulse: float = 0.006
+) -> SyntheticScene:
+    if kind == "face":
+        return FaceScene(width, height, bpm, pulse)
+    if kind == "moving":
+        return SyntheticScene(width, height)
+    raise ValueError(f"unknown scene {kind!r}: use moving or face")

@@ -21,7 +21,7 @@ from typing import Any
 
 import av
 
-from vlm_monitor.camera.scene import SyntheticScene
+from vlm_monitor.camera.scene import SyntheticScene, make_scene
 
 log = logging.getLogger("vlm_monitor.camera")
 
@@ -69,6 +69,7 @@ class TestCamera:
         single_client: bool = False,
         bitrate: int = 2_000_000,
         ready_file: str | None = None,
+        scene: SyntheticScene | None = None,
     ) -> None:
         self.host, self.port, self.fps, self.size = host, port, fps, size
         self.single_client = single_client
@@ -81,7 +82,7 @@ class TestCamera:
         self._has_clients = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._scene = SyntheticScene(*size)
+        self._scene = scene or SyntheticScene(*size)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -269,7 +270,18 @@ def run_camera(
     size: tuple[int, int],
     single_client: bool,
     ready_file: str | None = None,
+    scene: str = "moving",
+    bpm: float = 72.0,
 ) -> None:
-    camera = TestCamera(host, port, fps, size, single_client, ready_file=ready_file)
+    camera = TestCamera(
+        host,
+        port,
+        fps,
+        size,
+        single_client,
+        ready_file=ready_file,
+        # H.264 flattens sub-level colour changes: the camera's face pulses at 1.5 %.
+        scene=make_scene(*size, kind=scene, bpm=bpm, pulse=0.015),
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(camera.serve_forever())

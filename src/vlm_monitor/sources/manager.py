@@ -91,6 +91,21 @@ class StreamManager:
         log.info("stream added", extra={"fields": {"stream": config.id, "url": config.url}})
         return self.status(config.id)
 
+    async def update(self, stream_id: str, changes: dict[str, Any]) -> StreamConfig:
+        """A new configuration for a running stream (fields a running source can take
+        without reconnecting, e.g. analyzers); persisted when the stream was added through the
+        API. Raises pydantic.ValidationError on bad values."""
+        async with self._lock:
+            managed = self.get(stream_id)
+            doc = {**managed.config.model_dump(mode="json", by_alias=True), **changes}
+            config = StreamConfig.model_validate(doc)
+            if managed.persistent:
+                await self.store.save_stream(
+                    stream_id, config.model_dump(mode="json", by_alias=True)
+                )
+            managed.config = config
+        return config
+
     async def remove(self, stream_id: str) -> None:
         async with self._lock:
             managed = self.get(stream_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import av
 
-from vlm_monitor.camera.scene import SyntheticScene
+from vlm_monitor.camera.scene import make_scene
 from vlm_monitor.sources.url import SourceUrl
 
 
@@ -83,7 +83,8 @@ def pyav_frames(
 def synthetic_frames(source: SourceUrl, stop: threading.Event) -> Iterator[Any]:
     fps = float(source.params["fps"])
     width, height = (int(v) for v in source.params["size"].split("x"))
-    scene = SyntheticScene(width, height)
+    p = source.params
+    scene = make_scene(width, height, p["scene"], float(p["bpm"]), float(p["pulse"]))
     period = 1.0 / fps
     due = time.monotonic()
     seq = 0

@@ -1,4 +1,5 @@
-"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``, ``synthetic://?fps=&size=``."""
+"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``,
+``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``."""
 
 from __future__ import annotations
 
@@ -53,4 +54,23 @@ def parse_source_url(url: str) -> SourceUrl:
         raise ValueError(f"synthetic url {url!r}: fps must be in (0, 120]")
     if width < 160 or height < 90 or width > 7680 or height > 4320 or width % 2 or height % 2:
         raise ValueError(f"synthetic url {url!r}: size must be even, 160x90 .. 7680x4320")
-    return SourceUrl(scheme, url, params={"fps": str(fps_value), "size": f"{width}x{height}"})
+    scene = params.get("scene", "moving")
+    if scene not in ("moving", "face"):
+        raise ValueError(f"synthetic url {url!r}: scene must be moving or face")
+    try:
+        bpm, pulse = float(params.get("bpm", "72")), float(params.get("pulse", "0.006"))
+    except ValueError:
+        raise ValueError(f"synthetic url {url!r}: bpm and pulse must be numbers") from None
+    if not 30 <= bpm <= 240 or not 0 <= pulse <= 0.1:
+        raise ValueError(f"synthetic url {url!r}: bpm must be in [30, 240], pulse in [0, 0.1]")
+    return SourceUrl(
+        scheme,
+        url,
+        params={
+            "fps": str(fps_value),
+            "size": f"{width}x{height}",
+            "scene": scene,
+            "bpm": str(bpm),
+            "pulse": str(pulse),
+        },
+    )

@@ -23,6 +23,15 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, created_at REAL NOT NULL,
         clip_id TEXT, error TEXT, doc TEXT NOT NULL);
        CREATE INDEX results_by_stream ON results (stream, id DESC)""",
+    # 3: analyzer results (emotion, heart rate, motion, OCR), many per second
+    """CREATE TABLE analyses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, analyzer TEXT NOT NULL,
+        video_timestamp REAL NOT NULL, session_id TEXT, doc TEXT NOT NULL);
+       CREATE INDEX analyses_by_stream ON analyses (stream, analyzer, id DESC)""",
+    # 4: manual stream -> session bindings (seed 003)
+    """CREATE TABLE sessions (
+        stream TEXT PRIMARY KEY, session_id TEXT NOT NULL, student_id TEXT,
+        created_at REAL NOT NULL)""",
 ]
 
 
@@ -97,6 +106,55 @@ class Store:
             self._run, "SELECT doc FROM results WHERE id = ?", (result_id,)
         )
         return json.loads(rows[0][0]) if rows else None
+
+    def add_analyses_sync(self, docs: list[dict[str, Any]], keep: int) -> None:
+        """Stores a batch of analyzer results in one transaction; keeps the newest ``keep``."""
+        rows = [
+            (d["stream"], d["analyzer"], d["video_timestamp"], d.get("session_id"), json.dumps(d))
+            for d in docs
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO analyses (stream, analyzer, video_timestamp, session_id, doc) "
+                "VALUES (?,?,?,?,?)",
+                rows,
+            )
+            self._db.execute(
+                "DELETE FROM analyses WHERE id <= (SELECT MAX(id) FROM analyses) - ?", (keep,)
+            )
+            self._db.execute("COMMIT")
+
+    async def analyses(
+        self, stream: str | None, analyzer: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        where, args = [], []
+        for column, value in (("stream", stream), ("analyzer", analyzer)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT id, doc FROM analyses"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await asyncio.to_thread(self._run, sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [{"id": row[0], **json.loads(row[1])} for row in rows]
+
+    async def save_session(self, stream: str, session_id: str, student_id: str | None) -> None:
+        await asyncio.to_thread(
+            self._run,
+            "INSERT OR REPLACE INTO sessions (stream, session_id, student_id, created_at) "
+            "VALUES (?,?,?,?)",
+            (stream, session_id, student_id, time.time()),
+        )
+
+    async def delete_session(self, stream: str) -> None:
+        await asyncio.to_thread(self._run, "DELETE FROM sessions WHERE stream = ?", (stream,))
+
+    async def load_sessions(self) -> list[tuple[str, str, str | None]]:
+        rows = await asyncio.to_thread(
+            self._run, "SELECT stream, session_id, student_id FROM sessions"
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

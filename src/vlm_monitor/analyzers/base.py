@@ -1,0 +1,103 @@
+"""What an analyzer is, and the per-stream state analyzers of one stream share.
+
+An analyzer turns one frame (BGR at the stream's shared analysis size, e.g. 640x360) into a
+result payload, or None when it has nothing new to say. It declares the rate it wants
+(frames are decimated by timestamp before it sees them) and whether it keeps state per
+stream; the service gives each stream its own instance, so state never crosses streams.
+``analyze`` runs in a worker thread, one call at a time per instance.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vlm_monitor.analyzers.emotion import EmotionModel
+from vlm_monitor.analyzers.faces import Box, FaceDetector, FaceTracker, TrackedFace
+from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.types import Frame
+
+
+class SharedModels:
+    """Read-only models shared by every stream, one instance per worker thread: OpenCV's
+    cascade and the TFLite interpreter are not safe to share between threads, and a lock
+    would serialise all streams' detections onto one core."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = FaceDetector()
+        return detector.detect(image)
+
+    def emotion(self, image: np.ndarray, box: Box) -> dict[str, Any]:
+        model = getattr(self._local, "emotion", None)
+        if model is None:
+            model = self._local.emotion = EmotionModel()
+        return model.predict(image, box)
+
+
+class StreamContext:
+    """State of one stream shared by its analyzers: the tracked face (emotion and heart rate
+    read the same box, detected once per frame) and each analyzer's latest payload."""
+
+    def __init__(self, stream_id: str, models: SharedModels, detect_every_s: float = 1.0) -> None:
+        self.stream_id = stream_id
+        self.models = models
+        self.latest: dict[str, dict[str, Any]] = {}
+        self._tracker = FaceTracker(models, detect_every_s=detect_every_s)
+        self._lock = threading.Lock()
+        self._face_seq = -1
+        self._face: TrackedFace | None = None
+
+    def face(self, image: np.ndarray, frame: Frame) -> TrackedFace | None:
+        with self._lock:
+            if frame.seq != self._face_seq:
+                self._face_seq = frame.seq
+                self._face = self._tracker.update(image, frame.ts)
+            return self._face
+
+
+class Analyzer(ABC):
+    name: ClassVar[str]
+    stateful: ClassVar[bool] = True  # keeps state across frames of its stream
+
+    def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
+        self.config, self.context = config, context
+
+    @property
+    def fps(self) -> float:
+        return self.config.rate
+
+    @abstractmethod
+    def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
+        """Blocking; called from a worker thread. ``image`` is read-only."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResult:
+    """One typed result, stamped with the frame it came from."""
+
+    stream: str
+    analyzer: str
+    frame_seq: int
+    video_timestamp: float  # unix seconds when the analysed frame left the decoder
+    latency_s: float  # frame decoded -> result ready
+    result: dict[str, Any]
+    session_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "analyzer": self.analyzer,
+            "session_id": self.session_id,
+            "frame_seq": self.frame_seq,
+            "video_timestamp": self.video_timestamp,
+            "latency_s": round(self.latency_s, 4),
+            "result": self.result,
+        }

@@ -1,0 +1,163 @@
+"""The built-in analyzers. A new analyzer is a subclass here (or anywhere) plus one entry
+in ANALYZERS and its parameters in ``params.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vlm_monitor.analyzers.base import Analyzer, StreamContext
+from vlm_monitor.analyzers.emotion import no_face
+from vlm_monitor.analyzers.motion import MotionDetector
+from vlm_monitor.analyzers.ocr import read_words, tesseract_path
+from vlm_monitor.analyzers.params import (
+    EmotionParams,
+    HeartRateParams,
+    MotionParams,
+    OcrParams,
+)
+from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
+from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.types import Frame
+
+
+class EmotionAnalyzer(Analyzer):
+    """Seed 003's ``video_emotion_result``: ``dominant_emotion, face_detected, confidence,
+    emotions{7}``, optionally smoothed over time (exponential average of the scores)."""
+
+    name = "emotion"
+
+    def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
+        super().__init__(config, context)
+        self.params = EmotionParams.model_validate(config.params)
+        self._smoothed: dict[str, float] | None = None
+
+    def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any]:
+        face = self.context.face(image, frame)
+        if face is None:
+            self._smoothed = None
+            return no_face()
+        result = self.context.models.emotion(image, face.box)
+        k = self.params.smoothing
+        if k > 0 and self._smoothed is not None:
+            previous = self._smoothed
+            scores = {e: k * previous[e] + (1 - k) * p for e, p in result["emotions"].items()}
+            dominant = max(scores, key=lambda e: scores[e])
+            result = {
+                **result,
+                "dominant_emotion": dominant,
+                "confidence": round(scores[dominant], 4),
+                "emotions": {e: round(p, 4) for e, p in scores.items()},
+            }
+        self._smoothed = result["emotions"]
+        return result
+
+
+class HeartRateAnalyzer(Analyzer):
+    """Camera heart rate (rPPG) on the tracked face's skin: a reading every ``update_s`` over
+    a ``window_s`` sliding window; ``bpm`` is null with a ``reason`` when it cannot be
+    trusted."""
+
+    name = "heart_rate"
+
+    def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
+        super().__init__(config, context)
+        p = HeartRateParams.model_validate(config.params)
+        self.min_snr_db = p.min_snr_db
+        self._estimator = HeartRateEstimator(
+            window_s=p.window_s,
+            update_s=p.update_s,
+            method=p.method,
+            rate_hz=config.rate,
+            min_snr_db=p.min_snr_db,
+        )
+
+    def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
+        face = self.context.face(image, frame)
+        rgb = None if face is None else skin_mean(image, face.box)
+        reading = self._estimator.add(frame.ts, rgb)
+        if reading is None:
+            return None
+        confidence = 0.0
+        if reading.bpm is not None and reading.snr_db is not None:
+            # 0 at the acceptance threshold, 1 at 10 dB above it.
+            confidence = min(1.0, max(0.0, (reading.snr_db - self.min_snr_db) / 10.0))
+        return {
+            "bpm": reading.bpm,
+            "confidence": round(confidence, 3),
+            "snr_db": reading.snr_db,
+            "window_s": reading.window_s,
+            "method": reading.method,
+            "face_detected": face is not None,
+            "reason": reading.reason,
+        }
+
+
+class MotionAnalyzer(Analyzer):
+    """Motion level and boxes; reports when motion starts or stops, and every
+    ``report_every_s`` while it goes on. The latest reading is always in the stream context."""
+
+    name = "motion"
+
+    def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
+        super().__init__(config, context)
+        self.params = MotionParams.model_validate(config.params)
+        self._detector = MotionDetector(threshold=self.params.threshold)
+        self._moving = False
+        self._next_report = 0.0
+
+    def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
+        reading = self._detector.update(image, frame.ts)
+        moving = reading.level >= self.params.min_level
+        payload = {"level": reading.level, "moving": moving, "boxes": reading.boxes[:16]}
+        self.context.latest[self.name] = payload
+        changed, self._moving = moving != self._moving, moving
+        if changed or (moving and frame.ts >= self._next_report):
+            self._next_report = frame.ts + self.params.report_every_s
+            return payload
+        return None
+
+
+class OcrAnalyzer(Analyzer):
+    """Text in the frame (or a region of it), with per-word confidence and boxes."""
+
+    name = "ocr"
+    stateful = False
+
+    def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
+        super().__init__(config, context)
+        self.params = OcrParams.model_validate(config.params)
+        tesseract_path()  # fail at start, with the fix in the message, not on every frame
+
+    def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any]:
+        p = self.params
+        ox = oy = 0
+        if p.roi is not None:
+            ox, oy, w, h = p.roi
+            height, width = image.shape[:2]
+            image = image[oy : oy + h, ox : ox + w]
+            if image.size == 0:
+                raise ValueError(f"ocr roi {p.roi} is outside the {width}x{height} analysis frame")
+        words = [
+            w
+            for w in read_words(image, p.lang, p.psm, p.timeout_s)
+            if w.confidence >= p.min_confidence
+        ]
+        return {
+            "text": " ".join(w.text for w in words),
+            "confidence": round(sum(w.confidence for w in words) / len(words), 1) if words else 0.0,
+            "words": [
+                {
+                    "text": w.text,
+                    "confidence": w.confidence,
+                    "box": [w.box[0] + ox, w.box[1] + oy, w.box[2], w.box[3]],
+                }
+                for w in words
+            ],
+        }
+
+
+ANALYZERS: dict[str, type[Analyzer]] = {
+    cls.name: cls for cls in (EmotionAnalyzer, HeartRateAnalyzer, MotionAnalyzer, OcrAnalyzer)
+}

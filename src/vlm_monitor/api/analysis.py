@@ -1,0 +1,112 @@
+"""Analyzers at runtime, their stored results, and seed 003's stream -> session bindings."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vlm_monitor.analyzers.params import AnalyzerName
+from vlm_monitor.analyzers.service import available
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
+from vlm_monitor.services import Services
+from vlm_monitor.sources.manager import StreamNotFoundError
+
+router = APIRouter()
+
+
+class AnalyzersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analyzers: list[AnalyzerConfig]
+
+
+class SessionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_id: str = Field(min_length=1, max_length=200)
+    student_id: str | None = Field(None, max_length=200)
+
+
+def _running(services: Services, stream_id: str) -> StreamConfig:
+    try:
+        return services.streams.get(stream_id).config
+    except StreamNotFoundError:
+        raise HTTPException(404, f"unknown stream {stream_id!r}") from None
+
+
+async def set_analyzers(
+    services: Services, stream_id: str, analyzers: list[AnalyzerConfig]
+) -> dict[str, Any]:
+    """Replaces a running stream's analyzers; on failure the previous ones keep running."""
+    current = _running(services, stream_id)
+    doc = current.model_dump(mode="json", by_alias=True)
+    doc["analyzers"] = [a.model_dump(mode="json") for a in analyzers]
+    try:
+        wanted = StreamConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(describe_errors(exc))) from None
+    try:
+        await services.analyzers.start(wanted)
+    except ValueError as exc:
+        await services.analyzers.start(current)
+        raise HTTPException(422, str(exc)) from None
+    await services.streams.update(stream_id, {"analyzers": doc["analyzers"]})
+    return services.analyzers.status(stream_id)
+
+
+@router.get("/api/analyzers")
+async def list_analyzers(services: ServicesDep) -> dict[str, Any]:
+    return {
+        "available": available(),
+        "streams": {sid: services.analyzers.status(sid) for sid in services.streams.ids()},
+        "storage": services.analysis_writer.status(),
+    }
+
+
+@router.put("/api/streams/{stream_id}/analyzers")
+async def put_analyzers(stream_id: str, body: AnalyzersBody, services: ServicesDep) -> Any:
+    return {"id": stream_id, "analyzers": await set_analyzers(services, stream_id, body.analyzers)}
+
+
+@router.get("/api/analyses")
+async def list_analyses(
+    services: ServicesDep,
+    stream: str | None = Query(None, pattern=STREAM_ID_PATTERN),
+    analyzer: AnalyzerName | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    """Stored analyzer results, newest first."""
+    return await services.store.analyses(stream, analyzer, limit)
+
+
+@router.get("/api/sessions")
+async def list_sessions(services: ServicesDep) -> dict[str, Any]:
+    resolved = {sid: services.sessions.resolve(sid) for sid in services.streams.ids()}
+    return {
+        "bindings": services.sessions.bindings(),
+        "pattern": services.sessions.pattern.pattern,
+        "streams": {sid: s.to_json() if s else None for sid, s in resolved.items()},
+    }
+
+
+@router.put("/api/sessions/{stream_name}")
+async def bind_session(stream_name: str, body: SessionBody, services: ServicesDep) -> Any:
+    """Manual binding; the stream need not exist yet (it applies when it starts)."""
+    if not _valid_name(stream_name):
+        raise HTTPException(422, f"stream_name {stream_name!r} is not a valid stream id")
+    session = await services.sessions.bind(stream_name, body.session_id, body.student_id)
+    return {"stream_name": stream_name, **session.to_json()}
+
+
+@router.delete("/api/sessions/{stream_name}")
+async def unbind_session(stream_name: str, services: ServicesDep) -> dict[str, Any]:
+    if not await services.sessions.unbind(stream_name):
+        raise HTTPException(404, f"no manual session binding for {stream_name!r}")
+    session = services.sessions.resolve(stream_name)
+    return {"stream_name": stream_name, "now": session.to_json() if session else None}
+
+
+def _valid_name(name: str) -> bool:
+    return re.match(STREAM_ID_PATTERN, name) is not None

@@ -1,0 +1,131 @@
+"""Seed 003's Socket.IO channel, fed from the event bus.
+
+Analyzer results are emitted on the event loop by one bus listener, so there is nothing to
+make "safe" about emitting from worker threads (seed 003's ``_safe_emit``): workers never
+emit. Per result, in both namespaces ``/`` and ``/monitor``: the main event (e.g.
+``video_emotion_result``), its alternate name (``rtsp_video_analysis``), and the room event
+(``student.emotion``) to the room named after the stream. Clients join a room with the
+``join`` event (``{"stream_name": ...}``) or ``?stream_name=`` when connecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+
+from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.config import STREAM_ID_PATTERN
+
+log = logging.getLogger("vlm_monitor.socketio")
+NAMESPACES = ("/", "/monitor")
+# analyzer -> (main event, alternate event, room event)
+EVENT_NAMES = {
+    "emotion": ("video_emotion_result", "rtsp_video_analysis", "student.emotion"),
+    "heart_rate": ("heart_rate_result", "rtsp_heart_rate_analysis", "student.heart_rate"),
+    "motion": ("motion_result", "rtsp_motion_analysis", "student.motion"),
+    "ocr": ("ocr_result", "rtsp_ocr_analysis", "student.ocr"),
+}
+
+
+def seed_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """Exactly seed 003's payload."""
+    return {
+        "session_id": doc.get("session_id"),
+        "stream_name": doc["stream"],
+        "result": doc["result"],
+        "video_timestamp": doc["video_timestamp"],
+    }
+
+
+def _room_of(data: Any) -> str | None:
+    name = data
+    if isinstance(data, dict):
+        name = data.get("stream_name", data.get("room"))
+    if isinstance(name, str) and re.match(STREAM_ID_PATTERN, name):
+        return name
+    return None
+
+
+class SocketIOBridge:
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        # Same-origin by default; cross-origin policy is configured with the auth settings.
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[], logger=False)
+        self.emitted = 0
+        self._task: asyncio.Task[None] | None = None
+        for namespace in NAMESPACES:
+            self._register(namespace)
+
+    def asgi_app(self) -> socketio.ASGIApp:
+        return socketio.ASGIApp(self.sio, socketio_path="socket.io")
+
+    def _register(self, namespace: str) -> None:
+        sio = self.sio
+
+        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            room = _room_of(auth) or _room_of(query.get("stream_name", [None])[-1])
+            if room is not None:
+                await sio.enter_room(sid, room, namespace=namespace)
+
+        async def join(sid: str, data: Any = None) -> dict[str, Any]:
+            room = _room_of(data)
+            if room is None:
+                return {"success": False, "error": 'send {"stream_name": "<stream id>"}'}
+            await sio.enter_room(sid, room, namespace=namespace)
+            return {"success": True, "room": room}
+
+        async def leave(sid: str, data: Any = None) -> dict[str, Any]:
+            room = _room_of(data)
+            if room is None:
+                return {"success": False, "error": 'send {"stream_name": "<stream id>"}'}
+            await sio.leave_room(sid, room, namespace=namespace)
+            return {"success": True, "room": room}
+
+        sio.on("connect", connect, namespace=namespace)
+        sio.on("join", join, namespace=namespace)
+        sio.on("leave", leave, namespace=namespace)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="socketio-bridge")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        since: int | None = None
+        while True:
+            listener, _ = self.bus.listen(since)
+            try:
+                while not listener.overflowed.is_set():
+                    doc = await listener.get()
+                    if doc["type"] == "analysis":
+                        await self._emit(doc)
+                # Fell behind by a whole queue: resume from where we were.
+                since = listener.last_seq
+            finally:
+                self.bus.unlisten(listener)
+
+    async def _emit(self, doc: dict[str, Any]) -> None:
+        names = EVENT_NAMES.get(doc["analyzer"])
+        if names is None:
+            return
+        main, alternate, room_event = names
+        payload = seed_payload(doc)
+        try:
+            for namespace in NAMESPACES:
+                await self.sio.emit(main, payload, namespace=namespace)
+                await self.sio.emit(alternate, payload, namespace=namespace)
+                await self.sio.emit(room_event, payload, room=doc["stream"], namespace=namespace)
+            self.emitted += 1
+        except Exception:
+            log.exception("socket.io emit failed", extra={"fields": {"stream": doc["stream"]}})
