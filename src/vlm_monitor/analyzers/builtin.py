@@ -95,8 +95,9 @@ class HeartRateAnalyzer(Analyzer):
 
 
 class MotionAnalyzer(Analyzer):
-    """Motion level and boxes; reports when motion starts or stops, and every
-    ``report_every_s`` while it goes on. The latest reading is always in the stream context."""
+    """Motion level and boxes; reports when motion starts or stops (after ``hold_s`` of
+    stillness, so a flicker is one incident), and every ``report_every_s`` while it goes on.
+    The latest reading is always in the stream context."""
 
     name = "motion"
 
@@ -105,11 +106,14 @@ class MotionAnalyzer(Analyzer):
         self.params = MotionParams.model_validate(config.params)
         self._detector = MotionDetector(threshold=self.params.threshold)
         self._moving = False
+        self._last_motion = float("-inf")
         self._next_report = 0.0
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         reading = self._detector.update(image, frame.ts)
-        moving = reading.level >= self.params.min_level
+        if reading.level >= self.params.min_level:
+            self._last_motion = frame.ts
+        moving = frame.ts - self._last_motion <= self.params.hold_s
         payload = {"level": reading.level, "moving": moving, "boxes": reading.boxes[:16]}
         self.context.latest[self.name] = payload
         changed, self._moving = moving != self._moving, moving

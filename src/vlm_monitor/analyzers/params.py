@@ -32,6 +32,7 @@ class MotionParams(_Params):
     threshold: int = Field(25, ge=1, le=255, description="grey-level change that counts")
     min_level: float = Field(0.01, ge=0, le=1, description="changed fraction that is motion")
     report_every_s: float = Field(1.0, gt=0, description="result period while moving")
+    hold_s: float = Field(1.0, ge=0, description="still this long before motion counts as over")
 
 
 class OcrParams(_Params):

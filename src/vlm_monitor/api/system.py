@@ -113,6 +113,7 @@ class HubCollector(Collector):
             per_min.add_metric([name, "tokens"], st["tokens_per_min"])
             breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
         yield from (clip_counts, lag, per_min, breaker)
+        yield from self._analyzers()
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")
@@ -129,6 +130,43 @@ class HubCollector(Collector):
             listeners,
             published,
         )
+
+
+    def _analyzers(self) -> Iterator[Metric]:
+        labels = ["stream", "analyzer"]
+        counters = {
+            key: CounterMetricFamily(f"vlm_analyzer_{key}", help_text, labels=labels)
+            for key, help_text in (
+                ("frames", "frames analysed"),
+                ("results", "results published"),
+                ("errors", "analysis failures"),
+                ("dropped", "frames skipped because the analyzer was busy"),
+            )
+        }
+        fps = GaugeMetricFamily("vlm_analyzer_fps", "frames analysed per second", labels=labels)
+        latency = GaugeMetricFamily(
+            "vlm_analyzer_latency_seconds",
+            "frame decoded -> result, recent window",
+            labels=[*labels, "quantile"],
+        )
+        for sid in self.services.streams.ids():
+            for name, st in self.services.analyzers.status(sid).items():
+                for key, family in counters.items():
+                    family.add_metric([sid, name], st[key])
+                fps.add_metric([sid, name], st["fps"])
+                for q in ("50", "99"):
+                    value = st[f"latency_p{q}_s"]
+                    if value is not None:
+                        latency.add_metric([sid, name, f"0.{q}"], value)
+        stored = CounterMetricFamily(
+            "vlm_analysis_storage", "analyzer results to SQLite", labels=["outcome"]
+        )
+        for outcome, value in self.services.analysis_writer.status().items():
+            if outcome != "queued":
+                stored.add_metric([outcome], value)
+        emitted = CounterMetricFamily("vlm_socketio_results", "results emitted on Socket.IO")
+        emitted.add_metric([], self.services.socketio.emitted)
+        yield from (*counters.values(), fps, latency, stored, emitted)
 
 
 def metrics_registry(services: Services) -> CollectorRegistry:

@@ -81,19 +81,26 @@ class FaceScene(SyntheticScene):
             raise RuntimeError("the packaged face.jpg cannot be decoded")
         scale = 0.75 * height / face.shape[0]
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        self._face = face.astype(np.float32)
         ycrcb = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
-        self._skin = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)).astype(bool)
+        self._face = face
+        self._face_f = face.astype(np.float32)
+        self._skin = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127))
+        self._pulsed = np.empty_like(self._face_f)
+        rng = np.random.default_rng(0)
+        self._noise = [rng.random(face.shape, np.float32) for _ in range(7)]
 
     def _draw_subject(self, img: np.ndarray, seq: int, ts: float) -> None:
         fh, fw = self._face.shape[:2]
         sway = round(3 * math.sin(2 * math.pi * 0.2 * ts))
         x0 = max(0, min(self.width - fw, (self.width - fw) // 2 + sway))
         y0 = max(0, (self.height - fh) // 3)
-        face = self._face.copy()
-        gain = 1 + self.pulse * math.sin(2 * math.pi * self.bpm / 60 * ts)
-        face[self._skin] *= 1 + (gain - 1) * PULSE_SIGNATURE
-        img[y0 : y0 + fh, x0 : x0 + fw] = np.clip(face, 0, 255).astype(np.uint8)
+        region = img[y0 : y0 + fh, x0 : x0 + fw]
+        region[:] = self._face
+        gain = self.pulse * math.sin(2 * math.pi * self.bpm / 60 * ts)
+        np.multiply(self._face_f, 1 + gain * PULSE_SIGNATURE, out=self._pulsed)
+        # Dithering keeps sub-level pulses visible in 8-bit pixels, as sensor noise does.
+        np.add(self._pulsed, self._noise[seq % len(self._noise)], out=self._pulsed)
+        cv2.copyTo(self._pulsed.astype(np.uint8), self._skin, region)
 
 
 def make_scene(
