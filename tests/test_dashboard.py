@@ -111,3 +111,59 @@ def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, t
     with srv.client() as c:
         assert [s["id"] for s in c.get("/api/streams").json()] == ["demo"]
     assert cam.connections() == 1
+
+
+def test_dashboard_shows_emotion_and_heart_rate_live(page, server, tmp_path) -> None:
+    srv = server(
+        {
+            "streams": [
+                {
+                    "id": "exam-1-user-2",
+                    "url": "synthetic://?fps=15&size=640x360&scene=face&bpm=84",
+                    "analyzers": ["emotion", {"name": "heart_rate", "params": {"window_s": 6}}],
+                }
+            ]
+        }
+    )
+    page.goto(srv.url + "/")
+    sel = "article[data-stream='exam-1-user-2']"
+    page.locator(sel).wait_for(timeout=15000)
+    # The emotion bars move with live results; the happy bar leads.
+    page.wait_for_function(
+        f"""() => {{
+            const row = document.querySelector("{sel} .bar-row[data-emotion=happy] i");
+            return row && parseFloat(row.style.width) > 80;
+        }}""",
+        timeout=20000,
+    )
+    assert page.locator(f"{sel} .dominant").inner_text().startswith("happy")
+    # The heart-rate readout settles on the face's rate, and the plot has been drawn.
+    page.wait_for_function(
+        f"""() => {{
+            const bpm = parseFloat(document.querySelector("{sel} .bpm").dataset.bpm);
+            return Math.abs(bpm - 84) <= 3;
+        }}""",
+        timeout=30000,
+    )
+    drawn = page.evaluate(
+        f"""() => {{
+            const c = document.querySelector("{sel} .heart-plot");
+            const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            let red = 0;
+            for (let i = 0; i < px.length; i += 4) if (px[i] > 150 && px[i + 1] < 80) red++;
+            return red;
+        }}"""
+    )
+    assert drawn >= 12, "the heart-rate reading is on the canvas"
+    assert "session 1:2 (auto)" in page.locator(f"{sel} .session").inner_text()
+    page.screenshot(path=str(tmp_path / "analysis.png"))
+    # Toggling an analyzer in the page changes what runs on the server.
+    page.locator(f"{sel} .analyzer-toggles input[value=motion]").check()
+    with srv.client() as c:
+        from vlm_monitor.testing import wait_until
+
+        wait_until(
+            lambda: "motion" in c.get("/api/streams/exam-1-user-2").json()["analyzers"],
+            10,
+            what="motion enabled from the page",
+        )

@@ -1,4 +1,4 @@
-// Dashboard v0: stream list with live MJPEG view and live status, add/remove.
+// Dashboard: stream list with live MJPEG view, live status and analyzers, add/remove.
 "use strict";
 
 const cards = new Map();
@@ -29,6 +29,7 @@ function render(status) {
   $(".age", card).textContent = status.last_frame_age_s == null ? "–" : `${status.last_frame_age_s.toFixed(1)} s`;
   $(".url", card).textContent = status.url;
   $(".error", card).textContent = status.state === "live" ? "" : (status.last_error || "");
+  if (status.analyzers) showAnalyzerStatus(card, status);
   if (status.clips) {
     const c = status.clips;
     $(".results", card).hidden = false;
@@ -122,6 +123,7 @@ function connectEvents(delay = 500) {
     if (ev.seq != null) lastSeq = ev.seq;
     if (ev.type === "stream.state" && cards.has(ev.stream)) render(ev);
     else if (ev.type === "result") addResult(ev);
+    else if (ev.type === "analysis" && cards.has(ev.stream)) showAnalysis(cards.get(ev.stream), ev);
   };
   ws.onclose = () => {
     conn.textContent = "disconnected"; conn.className = "badge closed";
