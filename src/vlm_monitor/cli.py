@@ -215,6 +215,8 @@ def _demo(args: argparse.Namespace) -> int:
             "--single-client",
             "--fps",
             "15",
+            "--scene",
+            "face",
             "--ready-file",
             str(ready),
         ]
@@ -231,6 +233,7 @@ def _demo(args: argparse.Namespace) -> int:
                     {
                         "id": "demo",
                         "url": f"tcp://127.0.0.1:{cam_port}",
+                        "analyzers": ["motion", "emotion", "heart_rate"],
                         "clips": {
                             "clip_seconds": 5,
                             "frames_per_clip": 8,

@@ -9,8 +9,10 @@ stream; the service gives each stream its own instance, so state never crosses s
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +22,8 @@ from vlm_monitor.analyzers.emotion import EmotionModel
 from vlm_monitor.analyzers.faces import Box, FaceDetector, FaceTracker, TrackedFace
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.types import Frame
+
+log = logging.getLogger("vlm_monitor.analyzers")
 
 
 class SharedModels:
@@ -45,23 +49,58 @@ class SharedModels:
 
 class StreamContext:
     """State of one stream shared by its analyzers: the tracked face (emotion and heart rate
-    read the same box, detected once per frame) and each analyzer's latest payload."""
+    read the same box) and each analyzer's latest payload.
 
-    def __init__(self, stream_id: str, models: SharedModels, detect_every_s: float = 1.0) -> None:
+    With an executor, face detection (~30-70 ms) runs as its own job, at most one at a time
+    per stream, while the analyzers go on with the last known box: a heart-rate analyzer at
+    15 fps never waits for a detection and never loses the frames that came meanwhile.
+    Without one (tests, benchmarks), detection runs inline."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        models: SharedModels,
+        detect_every_s: float = 1.0,
+        executor: Executor | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.models = models
         self.latest: dict[str, dict[str, Any]] = {}
         self._tracker = FaceTracker(models, detect_every_s=detect_every_s)
+        self._executor = executor
         self._lock = threading.Lock()
-        self._face_seq = -1
-        self._face: TrackedFace | None = None
+        self._detecting = False
+        self.detections = 0
+        self.detection_errors = 0
 
     def face(self, image: np.ndarray, frame: Frame) -> TrackedFace | None:
         with self._lock:
-            if frame.seq != self._face_seq:
-                self._face_seq = frame.seq
-                self._face = self._tracker.update(image, frame.ts)
-            return self._face
+            due = not self._detecting and self._tracker.detection_due(frame.ts)
+            if due and self._executor is None:
+                self._tracker.accept(self.models.detect(image), frame.ts)
+            elif due:
+                self._detecting = True
+                try:
+                    self._executor.submit(self._detect, image, frame.ts)  # type: ignore[union-attr]
+                except RuntimeError:  # the pool is shutting down
+                    self._detecting = False
+            return self._tracker.current(frame.ts)
+
+    def _detect(self, image: np.ndarray, ts: float) -> None:
+        try:
+            faces = self.models.detect(image)
+        except Exception:
+            self.detection_errors += 1
+            if self.detection_errors in (1, 10, 100) or self.detection_errors % 1000 == 0:
+                log.exception(
+                    "face detection failed",
+                    extra={"fields": {"stream": self.stream_id, "errors": self.detection_errors}},
+                )
+            faces = []
+        with self._lock:
+            self._detecting = False
+            self.detections += 1
+            self._tracker.accept(faces, ts)
 
 
 class Analyzer(ABC):

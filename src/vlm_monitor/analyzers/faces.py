@@ -85,15 +85,27 @@ class FaceTracker:
         self._next_detect = 0.0
 
     def update(self, bgr: np.ndarray, ts: float) -> TrackedFace | None:
-        if ts >= self._next_detect:
-            self._next_detect = ts + self.detect_every_s
-            faces = self.detector.detect(bgr)
-            if faces:
-                self._accept(faces, ts)
+        """Detects when due, in the caller's thread; then the tracked face at ``ts``."""
+        if self.detection_due(ts):
+            self.accept(self.detector.detect(bgr), ts)
+        return self.current(ts)
+
+    def detection_due(self, ts: float) -> bool:
+        """True once per ``detect_every_s``: the caller then detects and calls ``accept``."""
+        if ts < self._next_detect:
+            return False
+        self._next_detect = ts + self.detect_every_s
+        return True
+
+    def accept(self, faces: list[Box], ts: float) -> None:
+        if faces:
+            self._accept(faces, ts)
+
+    def current(self, ts: float) -> TrackedFace | None:
         if self._box is None or ts - self._confirmed_at > self.hold_s:
             self._box = None
             return None
-        return TrackedFace(self._box, ts - self._confirmed_at)
+        return TrackedFace(self._box, max(0.0, ts - self._confirmed_at))
 
     def _accept(self, faces: list[Box], ts: float) -> None:
         if self._box is not None:

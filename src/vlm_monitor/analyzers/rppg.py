@@ -5,6 +5,7 @@ I/O: the heart-rate analyzer feeds it per-frame means of the tracked face's skin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -61,11 +62,23 @@ def detrend(signal: np.ndarray, smoothing: float = 100.0) -> np.ndarray:
     if n < 3:
         centred: np.ndarray = signal - signal.mean()
         return centred
+    detrended: np.ndarray = _detrend_operator(n, smoothing) @ signal
+    return detrended
+
+
+@functools.lru_cache(maxsize=16)
+def _detrend_operator(n: int, smoothing: float) -> np.ndarray:
+    """``I - (I + s^2 D2'D2)^-1`` for signals of length n. The window length barely changes
+    between updates, so the O(n^3) solve runs once per length, not once a second per stream:
+    each update is then one small matrix-vector product. (A dense solve per update also
+    started OpenBLAS's thread pool in every analyzer thread, which serialised them.)"""
     d2 = np.zeros((n - 2, n))
     idx = np.arange(n - 2)
     d2[idx, idx], d2[idx, idx + 1], d2[idx, idx + 2] = 1.0, -2.0, 1.0
-    trend = np.linalg.solve(np.eye(n) + smoothing**2 * d2.T @ d2, signal)
-    return signal - trend
+    eye = np.eye(n)
+    operator: np.ndarray = eye - np.linalg.inv(eye + smoothing**2 * d2.T @ d2)
+    operator.setflags(write=False)
+    return operator
 
 
 def bandpass(signal: np.ndarray, fps: float, band: tuple[float, float] = HR_BAND_HZ) -> np.ndarray:

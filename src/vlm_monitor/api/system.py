@@ -131,7 +131,6 @@ class HubCollector(Collector):
             published,
         )
 
-
     def _analyzers(self) -> Iterator[Metric]:
         labels = ["stream", "analyzer"]
         counters = {
