@@ -30,7 +30,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py > bench-ingest.json
 	$(BIN)/python bench/clips.py > bench-clips.json
-	@echo "wrote bench-ingest.json and bench-clips.json"
+	$(BIN)/python bench/analyzers.py > bench-analyzers.json
+	@echo "wrote bench-ingest.json, bench-clips.json and bench-analyzers.json"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache

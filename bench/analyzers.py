@@ -154,7 +154,7 @@ def capacity(frames: list[np.ndarray], quick: bool) -> dict:
     window = 8.0 if quick else 15.0
     steps = []
     best = 0
-    for n in (4, 8, 16, 24, 32, 40, 48):
+    for n in (4, 8, 12, 16, 24, 32, 40, 48):
         row = run_load(frames, n, 0, window)
         log(f"capacity {n} streams: {row}")
         steps.append(row)

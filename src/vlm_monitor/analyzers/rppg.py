@@ -18,19 +18,24 @@ _POS_PROJECTION = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]])
 
 def pos(rgb: np.ndarray, fps: float) -> np.ndarray:
     """Plane-orthogonal-to-skin pulse signal of an (N, 3) RGB trace, overlap-added over
-    windows of 1.6 s (Wang et al. 2017, algorithm 1)."""
+    windows of 1.6 s (Wang et al. 2017, algorithm 1), all windows at once."""
     n = len(rgb)
     win = math.ceil(1.6 * fps)
     out = np.zeros(n)
-    for start in range(0, n - win + 1):
-        block = rgb[start : start + win].T  # (3, win)
-        mean = block.mean(axis=1, keepdims=True)
-        if np.any(mean <= 0):
-            continue
-        s = _POS_PROJECTION @ (block / mean)
-        std2 = s[1].std()
-        h = s[0] + (s[0].std() / std2 if std2 > 0 else 0.0) * s[1]
-        out[start : start + win] += h - h.mean()
+    if n < win:
+        return out
+    windows = np.lib.stride_tricks.sliding_window_view(rgb, win, axis=0)  # (m, 3, win)
+    mean = windows.mean(axis=2, keepdims=True)
+    valid = np.all(mean[:, :, 0] > 0, axis=1)
+    s = np.einsum("ij,mjw->miw", _POS_PROJECTION, windows / np.where(mean > 0, mean, 1.0))
+    std0, std1 = s[:, 0].std(axis=1), s[:, 1].std(axis=1)
+    alpha = np.divide(std0, std1, out=np.zeros_like(std0), where=std1 > 0)
+    h = s[:, 0] + alpha[:, None] * s[:, 1]
+    h -= h.mean(axis=1, keepdims=True)
+    h[~valid] = 0.0
+    m = len(h)
+    for k in range(win):  # overlap-add: window i covers out[i : i + win]
+        out[k : k + m] += h[:, k]
     return out
 
 

@@ -139,6 +139,8 @@ class AnalyzerService:
         self.running: dict[str, dict[str, AnalyzerRunner]] = {}
         self.contexts: dict[str, StreamContext] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Serialises start/stop: two overlapping changes of one stream must not both start.
+        self._lock = asyncio.Lock()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -146,7 +148,11 @@ class AnalyzerService:
     async def start(self, stream: StreamConfig) -> None:
         """Starts the stream's analyzers, replacing any that run. Raises ValueError when an
         analyzer cannot start (e.g. OCR without Tesseract); none of them run then."""
-        await self.stop(stream.id)
+        async with self._lock:
+            await self._stop(stream.id)
+            self._start(stream)
+
+    def _start(self, stream: StreamConfig) -> None:
         if not stream.analyzers:
             return
         detect_every = min(
@@ -180,6 +186,10 @@ class AnalyzerService:
         )
 
     async def stop(self, stream_id: str) -> None:
+        async with self._lock:
+            await self._stop(stream_id)
+
+    async def _stop(self, stream_id: str) -> None:
         runners = self.running.pop(stream_id, {})
         self.contexts.pop(stream_id, None)
         for runner in runners.values():

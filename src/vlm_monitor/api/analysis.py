@@ -52,7 +52,11 @@ async def set_analyzers(
     except ValueError as exc:
         await services.analyzers.start(current)
         raise HTTPException(422, str(exc)) from None
-    await services.streams.update(stream_id, {"analyzers": doc["analyzers"]})
+    try:
+        await services.streams.update(stream_id, {"analyzers": doc["analyzers"]})
+    except StreamNotFoundError:  # removed meanwhile: its analyzers must not outlive it
+        await services.analyzers.stop(stream_id)
+        raise HTTPException(404, f"stream {stream_id!r} was removed") from None
     return services.analyzers.status(stream_id)
 
 

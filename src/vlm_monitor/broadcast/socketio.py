@@ -55,8 +55,9 @@ def _room_of(data: Any) -> str | None:
 class SocketIOBridge:
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
-        # Same-origin by default; cross-origin policy is configured with the auth settings.
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[], logger=False)
+        # cors_allowed_origins=None: browsers may connect from this server's own origin only
+        # (clients that send no Origin, like python-socketio, are not affected).
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None, logger=False)
         self.emitted = 0
         self._task: asyncio.Task[None] | None = None
         for namespace in NAMESPACES:

@@ -32,6 +32,16 @@ MIGRATIONS = [
     """CREATE TABLE sessions (
         stream TEXT PRIMARY KEY, session_id TEXT NOT NULL, student_id TEXT,
         created_at REAL NOT NULL)""",
+    # 5: flows, their runs, and the alerts they raise
+    """CREATE TABLE flows (id TEXT PRIMARY KEY, doc TEXT NOT NULL, created_at REAL NOT NULL);
+       CREATE TABLE flow_runs (
+        run_id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, status TEXT NOT NULL,
+        started_at REAL NOT NULL, doc TEXT NOT NULL);
+       CREATE INDEX flow_runs_by_flow ON flow_runs (flow_id, started_at DESC);
+       CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT, stream TEXT, key TEXT,
+        severity TEXT, created_at REAL NOT NULL, doc TEXT NOT NULL);
+       CREATE INDEX alerts_by_time ON alerts (id DESC)""",
 ]
 
 
@@ -155,6 +165,66 @@ class Store:
             self._run, "SELECT stream, session_id, student_id FROM sessions"
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def save_flow(self, flow_id: str, doc: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self._run,
+            "INSERT OR REPLACE INTO flows (id, doc, created_at) VALUES (?, ?, ?)",
+            (flow_id, json.dumps(doc), time.time()),
+        )
+
+    async def delete_flow(self, flow_id: str) -> None:
+        await asyncio.to_thread(self._run, "DELETE FROM flows WHERE id = ?", (flow_id,))
+
+    async def load_flows(self) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self._run, "SELECT doc FROM flows ORDER BY created_at")
+        return [json.loads(row[0]) for row in rows]
+
+    def save_run_sync(self, doc: dict[str, Any], keep_per_flow: int = 500) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO flow_runs (run_id, flow_id, status, started_at, doc) "
+                "VALUES (?,?,?,?,?)",
+                (doc["run_id"], doc["flow_id"], doc["status"], doc["started_at"], json.dumps(doc)),
+            )
+            self._db.execute(
+                "DELETE FROM flow_runs WHERE flow_id = ? AND run_id NOT IN (SELECT run_id FROM "
+                "flow_runs WHERE flow_id = ? ORDER BY started_at DESC LIMIT ?)",
+                (doc["flow_id"], doc["flow_id"], keep_per_flow),
+            )
+
+    async def runs(self, flow_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(
+            self._run,
+            "SELECT doc FROM flow_runs WHERE flow_id = ? ORDER BY started_at DESC LIMIT ?",
+            (flow_id, limit),
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    def add_alert_sync(self, doc: dict[str, Any]) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO alerts (flow, stream, key, severity, created_at, doc) "
+                "VALUES (?,?,?,?,?,?)",
+                (
+                    doc.get("flow"),
+                    doc.get("stream"),
+                    doc.get("key"),
+                    doc.get("severity"),
+                    time.time(),
+                    json.dumps(doc),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def alerts(self, flow: str | None, limit: int) -> list[dict[str, Any]]:
+        if flow is None:
+            sql, args = "SELECT id, doc FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
+        else:
+            sql = "SELECT id, doc FROM alerts WHERE flow = ? ORDER BY id DESC LIMIT ?"
+            args = (flow, limit)  # type: ignore[assignment]
+        rows = await asyncio.to_thread(self._run, sql, args)
+        return [{**json.loads(row[1]), "id": row[0]} for row in rows]
 
     def close(self) -> None:
         with self._lock:

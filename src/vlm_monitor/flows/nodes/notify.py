@@ -1,0 +1,148 @@
+"""Nodes that tell someone: ``webhook`` (HTTP POST with retries) and ``alert`` (stored and
+broadcast, with cooldown, de-duplication and hysteresis so one incident is one alert)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, field_validator
+
+from vlm_monitor.flows.nodes.base import (
+    Gate,
+    NodeError,
+    NodeType,
+    Params,
+    RunContext,
+    register,
+    summarize,
+)
+from vlm_monitor.types import Event
+
+
+class WebhookParams(Params):
+    url: str = Field(max_length=2000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    attempts: int = Field(3, ge=1, le=10)
+    backoff_s: float = Field(0.5, ge=0, le=60, description="doubled after each failed attempt")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        url = httpx.URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+
+@register
+class WebhookNode(NodeType):
+    """POSTs ``{"flow", "run_id", "stream", "ts", "inputs"}`` as JSON; retries connection
+    errors, timeouts, 429 and 5xx; a 4xx other than 429 fails at once."""
+
+    type_name = "webhook"
+    description = "HTTP POST of the inputs, with retries"
+    ParamsModel = WebhookParams
+    default_timeout_s = 120.0
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        p: WebhookParams = self.params  # type: ignore[assignment]
+        body = {
+            "flow": self.flow.id,
+            "run_id": ctx.run_id,
+            "stream": self.flow.stream,
+            "ts": time.time(),
+            "inputs": summarize(inputs),
+        }
+        delay, last = p.backoff_s, ""
+        async with httpx.AsyncClient(timeout=p.timeout_s) as client:
+            for attempt in range(1, p.attempts + 1):
+                try:
+                    resp = await client.post(p.url, json=body, headers=p.headers)
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                else:
+                    if resp.status_code < 400:
+                        return {"status": resp.status_code, "attempts": attempt}
+                    last = f"HTTP {resp.status_code}"
+                    if resp.status_code < 500 and resp.status_code != 429:
+                        break
+                if attempt < p.attempts:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        raise NodeError(f"webhook {p.url} failed: {last}")
+
+
+class AlertParams(Params):
+    message: str = Field("$flow on $stream", max_length=2000, description="template")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    key: str = Field("$flow", max_length=200, description="de-duplication key (template)")
+    cooldown_s: float = Field(60.0, ge=0, description="no new alert for the key before this")
+    raise_after: int = Field(1, ge=1, le=100, description="consecutive true runs to raise")
+    clear_after: int = Field(1, ge=1, le=100, description="consecutive false runs to re-arm")
+
+
+@dataclass
+class _Incident:
+    trues: int = 0
+    falses: int = 0
+    active: bool = False
+    last_raised: float = float("-inf")
+
+
+@register
+class AlertNode(NodeType):
+    """Sees the gates before it (all true = the condition holds). An incident is raised once
+    after ``raise_after`` true runs in a row, stays open while the condition holds, and is
+    re-armed after ``clear_after`` false runs; ``cooldown_s`` spaces alerts of one key."""
+
+    type_name = "alert"
+    description = "stored + broadcast alert, one per incident"
+    ParamsModel = AlertParams
+    min_inputs = 1
+    sees_gates = True
+    default_timeout_s = 10.0
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._incidents: dict[str, _Incident] = {}
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        p: AlertParams = self.params  # type: ignore[assignment]
+        gates = [v for v in inputs.values() if isinstance(v, Gate)]
+        holds = all(g.value for g in gates)
+        key = ctx.render(p.key, inputs, self.flow.stream)
+        incident = self._incidents.setdefault(key, _Incident())
+        now = time.time()
+        if holds:
+            incident.trues, incident.falses = incident.trues + 1, 0
+        else:
+            incident.trues, incident.falses = 0, incident.falses + 1
+            if incident.active and incident.falses >= p.clear_after:
+                incident.active = False
+            return {"raised": False, "holds": False, "key": key, "active": incident.active}
+        if (
+            incident.active
+            or incident.trues < p.raise_after
+            or now - incident.last_raised < p.cooldown_s
+        ):
+            return {"raised": False, "holds": True, "key": key, "active": incident.active}
+        incident.active, incident.last_raised = True, now
+        doc = {
+            "flow": self.flow.id,
+            "run_id": ctx.run_id,
+            "node": self.spec.id,
+            "stream": self.flow.stream,
+            "key": key,
+            "severity": p.severity,
+            "message": ctx.render(p.message, inputs, self.flow.stream),
+            "created_at": now,
+            "inputs": summarize(inputs),
+        }
+        doc["id"] = await ctx.blocking(ctx.services.store.add_alert_sync, doc)
+        ctx.services.bus.publish(Event("alert", self.flow.stream, doc))
+        return {"raised": True, "holds": True, "key": key, "active": True, "alert_id": doc["id"]}

@@ -1,0 +1,235 @@
+"""Nodes that read video: ``frame``, ``clip``, and the analyzers ``motion``, ``ocr``,
+``emotion``, ``heart_rate``."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from vlm_monitor.analyzers.emotion import no_face
+from vlm_monitor.analyzers.motion import MotionDetector
+from vlm_monitor.analyzers.ocr import read_words, tesseract_path
+from vlm_monitor.analyzers.params import OcrParams
+from vlm_monitor.config import parse_size
+from vlm_monitor.flows.nodes.base import (
+    CLIP,
+    FRAME,
+    ClipValue,
+    FrameValue,
+    NodeError,
+    NodeType,
+    Params,
+    RunContext,
+    register,
+)
+
+if TYPE_CHECKING:
+    from vlm_monitor.hub import Subscription
+    from vlm_monitor.services import Services
+
+
+class StreamParams(Params):
+    stream: str | None = Field(None, description="default: the flow's stream")
+
+
+class FrameParams(StreamParams):
+    size: str | None = Field("640x360", description="resize to WxH; null = native")
+    crop: tuple[int, int, int, int] | None = Field(None, description="x, y, w, h after resize")
+    max_age_s: float = Field(5.0, gt=0, description="older latest frame: the stream is stale")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+
+def _single(inputs: dict[str, Any], kind: type) -> Any:
+    values = [v for v in inputs.values() if isinstance(v, kind)]
+    if not values:
+        raise NodeError(f"no {kind.__name__} among the inputs")
+    return values[0]
+
+
+@register
+class FrameNode(NodeType):
+    type_name = "frame"
+    description = "the stream's latest frame, optionally resized and cropped"
+    ParamsModel = FrameParams
+    output = FRAME
+    needs_stream = True
+    default_timeout_s = 10.0
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> FrameValue:
+        p: FrameParams = self.params  # type: ignore[assignment]
+        stream = self.stream or ""
+        frame = ctx.services.hub.latest(stream)
+        if frame is None:
+            raise NodeError(f"no frame from stream {stream!r} (unknown or not live)")
+        if frame.age() > p.max_age_s:
+            raise NodeError(f"stream {stream!r} is stale: last frame {frame.age():.1f} s ago")
+        size = parse_size(p.size) if p.size else None
+
+        def convert() -> np.ndarray:
+            image = frame.bgr(size)
+            if p.crop is not None:
+                x, y, w, h = p.crop
+                image = image[y : y + h, x : x + w]
+                if image.size == 0:
+                    raise NodeError(f"crop {p.crop} is outside the {frame.size} frame")
+            return image
+
+        return FrameValue(stream, frame.seq, frame.ts, await ctx.blocking(convert))
+
+
+class ClipParams(StreamParams):
+    seconds: float = Field(10.0, gt=0, le=600)
+    frames: int = Field(8, ge=2, le=64)
+    size: str = "640x360"
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+
+@register
+class ClipNode(NodeType):
+    """Buffers the stream while the flow runs (a hub subscription at frames/seconds fps), so
+    a run gets the last ``seconds`` at once instead of waiting for them."""
+
+    type_name = "clip"
+    description = "the last N seconds of the stream, sampled to a few frames"
+    ParamsModel = ClipParams
+    output = CLIP
+    needs_stream = True
+
+    async def start(self, services: Services) -> None:
+        p: ClipParams = self.params  # type: ignore[assignment]
+        self._size = parse_size(p.size)
+        self._buffer: collections.deque[Any] = collections.deque(maxlen=p.frames)
+        self._hub = services.hub
+        self._sub: Subscription = services.hub.subscribe(
+            self.stream or "", f"flow:{self.flow.id}:{self.spec.id}", "latest",
+            frame_rate=p.frames / p.seconds, size=self._size,
+        )  # fmt: skip
+        self._task = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        async for frame in self._sub:
+            self._buffer.append(frame)
+
+    async def stop(self) -> None:
+        self._hub.unsubscribe(self._sub)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> ClipValue:
+        frames = list(self._buffer)
+        if len(frames) < 2:
+            raise NodeError(f"clip of {self.stream!r} not ready: {len(frames)} frame(s) buffered")
+        images = await ctx.blocking(lambda: [f.bgr(self._size) for f in frames])
+        return ClipValue(self.stream or "", images, [f.ts for f in frames])
+
+
+class MotionNodeParams(Params):
+    threshold: int = Field(25, ge=1, le=255)
+    min_level: float = Field(0.01, ge=0, le=1)
+
+
+@register
+class MotionNode(NodeType):
+    """Compares each run's frame with a running background kept between runs."""
+
+    type_name = "motion"
+    description = "motion level and boxes of the input frame vs the previous runs"
+    ParamsModel = MotionNodeParams
+    min_inputs = max_inputs = 1
+    accepts = frozenset({FRAME})
+
+    async def start(self, services: Services) -> None:
+        self._detector = MotionDetector(threshold=self.params.threshold)  # type: ignore[attr-defined]
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        frame: FrameValue = _single(inputs, FrameValue)
+        reading = await ctx.blocking(self._detector.update, frame.image, frame.ts)
+        moving = reading.level >= self.params.min_level  # type: ignore[attr-defined]
+        return {"level": reading.level, "moving": moving, "boxes": reading.boxes[:16]}
+
+
+@register
+class OcrNode(NodeType):
+    type_name = "ocr"
+    description = "text in the input frame (Tesseract)"
+    ParamsModel = OcrParams
+    min_inputs = max_inputs = 1
+    accepts = frozenset({FRAME})
+
+    def check(self, inputs: list[str]) -> list[str]:
+        try:
+            tesseract_path()
+        except RuntimeError as exc:
+            return [str(exc)]
+        return []
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        p: OcrParams = self.params  # type: ignore[assignment]
+        frame: FrameValue = _single(inputs, FrameValue)
+        image = frame.image
+        if p.roi is not None:
+            x, y, w, h = p.roi
+            image = image[y : y + h, x : x + w]
+        words = await ctx.blocking(read_words, image, p.lang, p.psm, p.timeout_s)
+        kept = [w for w in words if w.confidence >= p.min_confidence]
+        return {
+            "text": " ".join(w.text for w in kept),
+            "words": [
+                {"text": w.text, "confidence": w.confidence, "box": list(w.box)} for w in kept
+            ],
+        }
+
+
+@register
+class EmotionNode(NodeType):
+    type_name = "emotion"
+    description = "face emotion on the input frame (largest face)"
+    min_inputs = max_inputs = 1
+    accepts = frozenset({FRAME})
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        frame: FrameValue = _single(inputs, FrameValue)
+        models = ctx.services.analyzers.models
+
+        def analyse() -> dict[str, Any]:
+            image = np.ascontiguousarray(frame.image)
+            faces = models.detect(image)
+            return models.emotion(image, faces[0]) if faces else no_face()
+
+        return await ctx.blocking(analyse)
+
+
+@register
+class HeartRateNode(NodeType):
+    """Heart rate needs seconds of video: this node reads the stream's ``heart_rate``
+    analyzer (enable it on the stream)."""
+
+    type_name = "heart_rate"
+    description = "the stream's latest heart-rate reading"
+    ParamsModel = StreamParams
+    needs_stream = True
+
+    async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        latest = ctx.services.analyzers.latest(self.stream or "", "heart_rate")
+        if latest is None:
+            raise NodeError(
+                f"stream {self.stream!r} has no heart-rate reading: enable its heart_rate analyzer"
+            )
+        return dict(latest)
