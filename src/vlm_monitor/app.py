@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from vlm_monitor import __version__
-from vlm_monitor.api import analysis, events, internal, live, results, streams, system
+from vlm_monitor.api import analysis, events, flows, internal, live, results, streams, system
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
 
@@ -49,9 +49,11 @@ def create_app(config: Config) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        # A dict detail is already a body (e.g. a flow's list of problems).
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    for module in (system, streams, analysis, live, internal, events, results):
+    for module in (system, streams, analysis, flows, live, internal, events, results):
         app.include_router(module.router)
     app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
     web = resources.files("vlm_monitor") / "web"

@@ -173,6 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
     from vlm_monitor.logging_setup import setup_logging
 
     config = load_config(args.config)
+    _check_flows(config)
     setup_logging("vlm-monitor", config.server.log_dir)
     if args.host:
         config.server.host = args.host
@@ -180,6 +181,24 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port = args.port
     _run_server(config)
     return 0
+
+
+def _check_flows(config: Config) -> None:
+    """Flow definitions are checked here, before serving, so a bad one names its node and
+    the server does not start (the graph checks need the node registry, which config.py,
+    imported by everything, must not import)."""
+    from vlm_monitor.flows.graph import FlowValidationError
+    from vlm_monitor.flows.manager import parse_flow
+
+    problems = []
+    for i, doc in enumerate(config.flows):
+        try:
+            parse_flow(doc)
+        except FlowValidationError as exc:
+            name = doc.get("id", i) if isinstance(doc, dict) else i
+            problems += [f"flows.{name}: {e}" for e in exc.errors]
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> int:

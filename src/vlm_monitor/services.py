@@ -17,6 +17,7 @@ from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
+from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
@@ -47,6 +48,7 @@ class Services:
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
         self.socketio = SocketIOBridge(self.bus)
+        self.flows = FlowManager(self)
         self.streams.hooks += [self.clips, self.analyzers]
         self.streams.status_extras.append(self._extra_status)
 
@@ -91,8 +93,10 @@ class Services:
                 )
                 continue
             await self.streams.add(stream, persistent=True, already_stored=True)
+        await self.flows.load(self.config.flows)
 
     async def stop(self) -> None:
+        await self.flows.stop_all()
         await self.streams.stop_all()
         await asyncio.to_thread(self.clips.stop_all)
         await self.analyzers.stop_all()

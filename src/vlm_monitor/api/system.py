@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +33,9 @@ async def status(services: ServicesDep) -> dict[str, Any]:
         "uptime_s": round(time.time() - services.started_at, 3),
         "streams": services.streams.statuses(),
         "event_listeners": services.bus.listeners,
+        "flows_running": len(services.flows.active),
+        "threads": threading.active_count(),
+        "tasks": len(asyncio.all_tasks()),
     }
 
 
