@@ -262,3 +262,138 @@ def test_end_to_end_frame_motion_ocr_condition_alert_webhook(camera, server, rec
             "alarm",
             "notify",
         }
+
+
+def test_clip_vlm_watch_store_broadcast_with_a_vlm_speaking_openai(server, tmp_path) -> None:
+    """The VLM is a local server speaking OpenAI's chat-completions wire format (a paid API
+    cannot be reached here); the test checks what we send it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_vlm import FakeVlm
+
+    fake = FakeVlm(answer='{"answer": "yes", "next_check_s": 30, "reason": "a ball"}')
+    try:
+        srv = server(
+            {
+                "vlm": {
+                    "providers": [
+                        {
+                            "name": "fake",
+                            "kind": "openai",
+                            "base_url": fake.url + "/v1",
+                            "model": "fake-vl",
+                        }
+                    ]
+                },
+                "streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}],
+            }
+        )
+        flow = {
+            "id": "seen",
+            "stream": "cam",
+            "nodes": [
+                {"id": "clip", "type": "clip", "params": {"seconds": 2, "frames": 4}},
+                {"id": "ask", "type": "vlm", "params": {"prompt": "What happens on $stream?"}},
+                {"id": "look", "type": "watch", "params": {"question": "Is there a ball?"}},
+                {"id": "keep", "type": "store", "params": {"label": "ball"}},
+                {
+                    "id": "tell",
+                    "type": "broadcast",
+                    "params": {"type": "demo.seen", "message": "$ask"},
+                },
+            ],
+            "edges": [
+                ["clip", "ask"],
+                ["ask", "keep"],
+                ["look", "keep"],
+                ["look", "tell"],
+                ["ask", "tell"],
+            ],
+        }
+        with srv.client() as c:
+            assert c.post("/api/flows", json=flow).status_code == 201
+            c.post("/api/flows/seen/start")
+            wait_until(lambda: c.get("/api/streams/cam").json()["state"] == "live", 10)
+
+            def finished(run_id: str) -> dict | None:
+                run = c.get(f"/api/flows/seen/runs/{run_id}").json()
+                return run if run["status"] != "running" else None
+
+            import time
+
+            time.sleep(2.5)  # the clip buffer fills while the flow runs
+            runs = []
+            for _ in range(2):
+                run_id = c.post("/api/flows/seen/run").json()["run_id"]
+                runs.append(wait_until(lambda rid=run_id: finished(rid), 20, what="run done"))
+            first, second = runs
+            assert first["status"] == "succeeded", first
+            assert second["status"] == "succeeded", second
+            look = {n["id"]: n for n in second["nodes"]}["look"]["output"]
+            assert look["value"] is True and look["cached"] is True and look["next_check_s"] == 30
+            stored = [r for r in c.get("/api/results").json() if r.get("source") == "flow"]
+            assert len(stored) == 2 and stored[0]["label"] == "ball"
+            assert stored[0]["data"]["ask"]["provider"] == "fake"
+        prompts = [r["json"]["messages"] for r in fake.requests]
+        assert len(fake.requests) == 3  # 2 x ask, 1 x look: the watch waits next_check_s
+        texts = [json.dumps(m) for m in prompts]
+        assert sum("What happens on cam?" in t for t in texts) == 2
+        assert sum("Is there a ball?" in t for t in texts) == 1
+        ask = next(r for r in fake.requests if "What happens" in json.dumps(r["json"]))
+        images = [
+            p
+            for m in ask["json"]["messages"]
+            for p in (m["content"] if isinstance(m["content"], list) else [])
+            if p.get("type") == "image_url"
+        ]
+        assert len(images) == 4  # the clip's frames
+    finally:
+        fake.close()
+
+
+def test_config_flows_start_with_the_server_on_events(server) -> None:
+    srv = server(
+        {
+            "streams": [
+                {"id": "cam", "url": "synthetic://?fps=10&size=640x360", "analyzers": ["motion"]}
+            ],
+            "flows": [
+                {
+                    "id": "on-motion",
+                    "stream": "cam",
+                    "trigger": {
+                        "kind": "event",
+                        "event": "analysis",
+                        "analyzer": "motion",
+                        "when": "result.moving",
+                    },
+                    "nodes": [
+                        {"id": "note", "type": "broadcast", "params": {"type": "demo.motion"}}
+                    ],
+                }
+            ],
+        }
+    )
+    with srv.client() as c:
+        flow = c.get("/api/flows/on-motion").json()
+        assert flow["state"] == "running" and flow["source"] == "config"
+        runs = wait_until(lambda: c.get("/api/flows/on-motion/runs").json(), 20, what="a run")
+        assert runs[0]["trigger"] == "analysis"
+        assert c.delete("/api/flows/on-motion").status_code == 409  # owned by the config file
+
+
+def test_a_bad_flow_in_the_config_stops_serve_with_the_node_named(tmp_path, python) -> None:
+    import subprocess
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"flows": [{"id": "x", "nodes": [{"id": "n1", "type": "nope"}]}]}))
+    proc = subprocess.run(
+        [python, "-m", "vlm_monitor", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "flows.x: node 'n1': unknown type 'nope'" in proc.stderr
