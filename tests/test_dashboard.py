@@ -167,3 +167,50 @@ def test_dashboard_shows_emotion_and_heart_rate_live(page, server, tmp_path) -> 
             10,
             what="motion enabled from the page",
         )
+
+
+def test_dashboard_shows_flows_and_a_live_run(page, server, tmp_path) -> None:
+    srv = server()
+    diamond = {
+        "id": "diamond",
+        "nodes": [
+            {"id": "a", "type": "wait", "params": {"seconds": 0}},
+            {"id": "b", "type": "wait", "params": {"seconds": 1}},
+            {"id": "c", "type": "wait", "params": {"seconds": 1}},
+            {"id": "d", "type": "wait", "params": {"seconds": 0}},
+        ],
+        "edges": [["a", "b"], ["a", "c"], ["b", "d"], ["c", "d"]],
+    }
+    with srv.client() as c:
+        assert c.post("/api/flows", json=diamond).status_code == 201
+    page.goto(srv.url + "/")
+    row = page.locator("tr[data-flow=diamond]")
+    row.wait_for(timeout=15000)
+    row.locator(".start").click()
+    page.wait_for_function(
+        "() => document.querySelector('tr[data-flow=diamond]').dataset.state === 'running'",
+        timeout=10000,
+    )
+    row.locator(".run").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#run-view tr[data-node]')]"
+        ".map(r => r.dataset.status).join() === 'succeeded,succeeded,succeeded,succeeded'",
+        timeout=15000,
+    )
+    # Topological order, and b and c side by side on the timeline.
+    nodes = page.eval_on_selector_all(
+        "#run-view tr[data-node]", "rows => rows.map(r => r.dataset.node)"
+    )
+    assert nodes[0] == "a" and nodes[-1] == "d" and set(nodes[1:3]) == {"b", "c"}
+    spans = page.eval_on_selector_all(
+        "#run-view tr[data-node] .gantt i",
+        "bars => bars.map(b => [parseFloat(b.dataset.start), parseFloat(b.dataset.end)])",
+    )
+    (_, _), (b0, b1), (c0, c1), _ = spans
+    assert max(b0, c0) < min(b1, c1), f"b {b0}-{b1} and c {c0}-{c1} overlap in time"
+    page.screenshot(path=str(tmp_path / "flows.png"), full_page=True)
+    row.locator(".stop").click()
+    page.wait_for_function(
+        "() => document.querySelector('tr[data-flow=diamond]').dataset.state === 'stopped'",
+        timeout=10000,
+    )

@@ -124,6 +124,7 @@ function connectEvents(delay = 500) {
     if (ev.type === "stream.state" && cards.has(ev.stream)) render(ev);
     else if (ev.type === "result") addResult(ev);
     else if (ev.type === "analysis" && cards.has(ev.stream)) showAnalysis(cards.get(ev.stream), ev);
+    else if (ev.type.startsWith("flow.")) onFlowEvent(ev);
   };
   ws.onclose = () => {
     conn.textContent = "disconnected"; conn.className = "badge closed";
