@@ -31,7 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py > bench-ingest.json
 	$(BIN)/python bench/clips.py > bench-clips.json
 	$(BIN)/python bench/analyzers.py > bench-analyzers.json
-	@echo "wrote bench-ingest.json, bench-clips.json and bench-analyzers.json"
+	$(BIN)/python bench/flows.py > bench-flows.json
+	@echo "wrote bench-ingest.json, bench-clips.json, bench-analyzers.json and bench-flows.json"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache

@@ -70,13 +70,16 @@ class StreamContext:
         self._executor = executor
         self._lock = threading.Lock()
         self._detecting = False
+        self._primed = False
         self.detections = 0
         self.detection_errors = 0
 
     def face(self, image: np.ndarray, frame: Frame) -> TrackedFace | None:
         with self._lock:
             due = not self._detecting and self._tracker.detection_due(frame.ts)
-            if due and self._executor is None:
+            if due and (self._executor is None or not self._primed):
+                # The first detection is inline, so the first results already know the face.
+                self._primed = True
                 self._tracker.accept(self.models.detect(image), frame.ts)
             elif due:
                 self._detecting = True
