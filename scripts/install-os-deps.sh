@@ -8,6 +8,7 @@ PKGS=(
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp   # a real RTSP server for tests
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   tesseract-ocr tesseract-ocr-eng                          # the OCR analyzer
+  espeak-ng                                                # speech for the realtime VAD tests
 )
 missing=()
 for p in "${PKGS[@]}"; do

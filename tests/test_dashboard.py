@@ -7,17 +7,8 @@ from pathlib import Path
 import pytest
 
 from vlm_monitor.camera import strip
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from vlm_monitor.testing import CHROMIUM
+from vlm_monitor.testing import CHROMIUM_FLAGS as FLAGS
 
 pytestmark = pytest.mark.browser
 

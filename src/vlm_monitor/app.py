@@ -13,7 +13,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from vlm_monitor import __version__
-from vlm_monitor.api import analysis, events, flows, internal, live, results, streams, system
+from vlm_monitor.api import (
+    analysis,
+    events,
+    flows,
+    internal,
+    live,
+    realtime,
+    results,
+    streams,
+    system,
+)
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
 
@@ -53,7 +63,7 @@ def create_app(config: Config) -> FastAPI:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    for module in (system, streams, analysis, flows, live, internal, events, results):
+    for module in (system, streams, analysis, flows, live, internal, events, results, realtime):
         app.include_router(module.router)
     app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
     web = resources.files("vlm_monitor") / "web"

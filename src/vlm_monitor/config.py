@@ -229,6 +229,59 @@ class AnalysisConfig(_Model):
         return value
 
 
+REALTIME_DEFAULTS = {
+    "dashscope": (
+        "wss://dashscope.aliyuncs.com/api-ws/v1/realtime",
+        "qwen3-omni-flash-realtime",
+        "DASHSCOPE_API_KEY",
+    ),
+    "openai": ("wss://api.openai.com/v1/realtime", "gpt-realtime", "OPENAI_API_KEY"),
+}
+
+
+class RealtimeProviderConfig(_Model):
+    kind: Literal["dashscope", "openai"]
+    url: str | None = Field(None, description="default: the provider's public endpoint")
+    model: str | None = None
+    api_key_env: str | None = None
+    voice: str | None = None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> RealtimeProviderConfig:
+        url, model, key = REALTIME_DEFAULTS[self.kind]
+        self.url = self.url or url
+        self.model = self.model or model
+        self.api_key_env = self.api_key_env or key
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url {self.url!r} must be ws:// or wss://")
+        return self
+
+
+class VadConfig(_Model):
+    threshold: float = Field(0.5, gt=0.15, lt=1)
+    min_speech_ms: int = Field(250, ge=32, le=5000)
+    min_silence_ms: int = Field(500, ge=32, le=10000)
+
+
+class RealtimeConfig(_Model):
+    """``/ws/video`` sessions: the first provider whose API key is set is used."""
+
+    providers: list[RealtimeProviderConfig] = Field(
+        default_factory=lambda: [
+            RealtimeProviderConfig(kind="dashscope"),
+            RealtimeProviderConfig(kind="openai"),
+        ]
+    )
+    instructions: str | None = Field(None, max_length=20000)
+    video_fps: float = Field(2.0, gt=0, le=15, description="frames/s forwarded to the model")
+    max_frame_bytes: int = Field(2_000_000, ge=10_000, description="one decoded JPEG")
+    max_audio_ms: int = Field(1000, ge=32, le=10000, description="audio in one message")
+    max_message_bytes: int = Field(4_000_000, ge=10_000)
+    max_sessions: int = Field(100, ge=1, le=10000)
+    preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept from before speech")
+    vad: VadConfig = Field(default_factory=VadConfig)
+
+
 class WorkerConfig(_Model):
     """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
 
@@ -244,6 +297,7 @@ class Config(_Model):
     flows: list[dict[str, Any]] = Field(default_factory=list)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
 
     @model_validator(mode="before")
     @classmethod

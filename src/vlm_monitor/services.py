@@ -21,6 +21,7 @@ from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
+from vlm_monitor.realtime.metrics import RealtimeMetrics
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
@@ -49,6 +50,7 @@ class Services:
         self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
         self.socketio = SocketIOBridge(self.bus)
         self.flows = FlowManager(self)
+        self.realtime_metrics = RealtimeMetrics()
         self.streams.hooks += [self.clips, self.analyzers]
         self.streams.status_extras.append(self._extra_status)
 

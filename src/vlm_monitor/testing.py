@@ -189,6 +189,18 @@ class ServerProcess(ChildProcess):
         return httpx.Client(base_url=self.url, timeout=10)
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright (make test installs it)
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 @contextlib.contextmanager
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vlm-monitor-") as tmp:

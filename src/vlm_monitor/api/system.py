@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from vlm_monitor import __version__
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.services import Services
+from vlm_monitor.stats import percentile
 
 router = APIRouter()
 
@@ -119,6 +120,7 @@ class HubCollector(Collector):
             breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
         yield from (clip_counts, lag, per_min, breaker)
         yield from self._analyzers()
+        yield from self._realtime()
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")
@@ -161,7 +163,7 @@ class HubCollector(Collector):
                 for q in ("50", "99"):
                     value = st[f"latency_p{q}_s"]
                     if value is not None:
-                        latency.add_metric([sid, name, f"0.{q}"], value)
+                        latency.add_metric([sid, name, str(int(q) / 100)], value)
         stored = CounterMetricFamily(
             "vlm_analysis_storage", "analyzer results to SQLite", labels=["outcome"]
         )
@@ -171,6 +173,29 @@ class HubCollector(Collector):
         emitted = CounterMetricFamily("vlm_socketio_results", "results emitted on Socket.IO")
         emitted.add_metric([], self.services.socketio.emitted)
         yield from (*counters.values(), fps, latency, stored, emitted)
+
+    def _realtime(self) -> Iterator[Metric]:
+        metrics = self.services.realtime_metrics
+        active = GaugeMetricFamily("vlm_realtime_sessions", "open /ws/video sessions")
+        active.add_metric([], len(metrics.active))
+        opened = CounterMetricFamily("vlm_realtime_sessions_opened", "sessions opened")
+        opened.add_metric([], metrics.sessions_total)
+        counts = CounterMetricFamily(
+            "vlm_realtime", "realtime session counters (all sessions)", labels=["counter"]
+        )
+        for key, value in metrics.totals().items():
+            counts.add_metric([key], value)
+        latency = GaugeMetricFamily(
+            "vlm_realtime_latency_seconds",
+            "speech onset -> speech.started, speech end -> first delta (recent)",
+            labels=["what", "quantile"],
+        )
+        for what, values in (("onset", metrics.onset_s), ("first_delta", metrics.first_delta_s)):
+            for q in (50, 99):
+                pct = percentile(values, q)
+                if pct is not None:
+                    latency.add_metric([what, str(q / 100)], pct)
+        yield from (active, opened, counts, latency)
 
 
 def metrics_registry(services: Services) -> CollectorRegistry:

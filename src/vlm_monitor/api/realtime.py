@@ -1,0 +1,46 @@
+"""``WS /ws/video`` (seed 004's realtime session) and the ``/chat`` page."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import HTMLResponse
+
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.realtime.session import RealtimeSession
+
+router = APIRouter()
+
+
+@router.websocket("/ws/video")
+async def video_session(ws: WebSocket, services: ServicesDep) -> None:
+    metrics, config = services.realtime_metrics, services.config.realtime
+    if len(metrics.active) >= config.max_sessions:
+        await ws.accept()
+        await ws.send_json(
+            {
+                "type": "error",
+                "code": "too_many_sessions",
+                "message": f"max {config.max_sessions} sessions",
+            }
+        )
+        await ws.close(1013)
+        return
+    await RealtimeSession(ws, config, metrics).run()
+
+
+@router.get("/chat", response_class=HTMLResponse)
+async def chat_page() -> str:
+    return (resources.files("vlm_monitor") / "web" / "chat.html").read_text()
+
+
+@router.get("/api/realtime")
+async def realtime_status(services: ServicesDep) -> dict[str, object]:
+    metrics = services.realtime_metrics
+    return {
+        "active_sessions": len(metrics.active),
+        "sessions_total": metrics.sessions_total,
+        "totals": metrics.totals(),
+        "sessions": {sid: s.to_json() for sid, s in metrics.active.items()},
+    }

@@ -1,0 +1,268 @@
+"""One ``/ws/video`` session: the browser's audio and frames in, VAD, the omni model, and its
+answer streamed back (seed 004, message for message).
+
+- Audio is validated, run through the session's VAD (in a thread) and, while the user speaks
+  (plus ``preroll_ms`` from just before), forwarded to the provider. At speech end the turn
+  is committed and a response requested.
+- Frames are forwarded at most at ``video_fps``, shrunk to <= 720p and re-encoded at JPEG
+  quality 70; extra frames are dropped (counted), never queued.
+- Barge-in: speech starting while a response streams cancels it; the browser gets
+  ``response.done`` with ``status: "cancelled"`` at once, and the rest of that response is
+  dropped.
+- Without a provider (no API key), VAD still runs and each turn end gets an ``error`` with
+  code ``provider_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from vlm_monitor.config import RealtimeConfig, RealtimeProviderConfig
+from vlm_monitor.realtime.metrics import RealtimeMetrics, SessionStats
+from vlm_monitor.realtime.protocol import ProtocolError, normalise_frame, parse
+from vlm_monitor.realtime.providers.base import (
+    ProviderUnavailable,
+    RealtimeProvider,
+    UpstreamEvent,
+)
+from vlm_monitor.realtime.providers.dashscope import DashScopeRealtime
+from vlm_monitor.realtime.providers.openai import OpenAIRealtime
+from vlm_monitor.realtime.vad import SAMPLE_RATE, Vad
+
+log = logging.getLogger("vlm_monitor.realtime")
+KINDS: dict[str, type[RealtimeProvider]] = {
+    "dashscope": DashScopeRealtime,
+    "openai": OpenAIRealtime,
+}
+
+
+class RealtimeSession:
+    def __init__(self, ws: WebSocket, config: RealtimeConfig, metrics: RealtimeMetrics) -> None:
+        self.ws, self.config, self.metrics = ws, config, metrics
+        self.id = f"ws_{uuid.uuid4().hex[:12]}"
+        self.stats: SessionStats = metrics.opened(self.id)
+        self.vad = Vad(config.vad.threshold, config.vad.min_speech_ms, config.vad.min_silence_ms)
+        self.provider: RealtimeProvider | None = None
+        self.provider_error: str | None = None
+        self._send_lock = asyncio.Lock()
+        self._next_frame = 0.0
+        self._preroll: collections.deque[bytes] = collections.deque()
+        self._preroll_bytes = 0
+        self._dropping_response = False  # after a barge-in, until upstream confirms
+        self._turn_ended_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _choose_provider(self) -> None:
+        reasons = []
+        for cfg in self.config.providers:
+            try:
+                self.provider = self._build(cfg)
+                return
+            except ProviderUnavailable as exc:
+                reasons.append(f"{cfg.kind}: {exc}")
+        self.provider_error = "no realtime provider configured (" + "; ".join(reasons) + ")"
+
+    def _build(self, cfg: RealtimeProviderConfig) -> RealtimeProvider:
+        return KINDS[cfg.kind](
+            cfg.url or "", cfg.model or "", cfg.api_key_env or "", cfg.voice,
+            self.config.instructions, self._on_upstream,
+        )  # fmt: skip
+
+    async def send(self, doc: dict[str, Any]) -> None:
+        if self.ws.client_state != WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.ws.send_json(doc)
+
+    async def error(self, code: str, message: str) -> None:
+        self.stats.add("errors")
+        await self.send({"type": "error", "code": code, "message": message})
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        self._choose_provider()
+        log.info(
+            "realtime session opened",
+            extra={
+                "fields": {
+                    "session": self.id,
+                    "provider": self.provider.name if self.provider else None,
+                }
+            },
+        )
+        await self.send(
+            {
+                "type": "ready",
+                "session_id": self.id,
+                "message": "realtime video session ready",
+                "provider": self.provider.name if self.provider else None,
+                "video_fps": self.config.video_fps,
+            }
+        )
+        if self.provider is None:
+            await self.error("provider_unavailable", self.provider_error or "no provider")
+        try:
+            while True:
+                raw = await self.ws.receive()
+                if raw["type"] == "websocket.disconnect":
+                    break
+                text = raw.get("text")
+                try:
+                    message = parse(
+                        text if text is not None else raw.get("bytes") or b"", self.config
+                    )
+                except ProtocolError as exc:
+                    await self.error(exc.code, str(exc))
+                    continue
+                if message.type == "close":
+                    break
+                if message.type == "audio":
+                    await self._audio(message.data)
+                else:
+                    await self._video(message.data)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.provider is not None:
+            await self.provider.close()
+        self.metrics.closed(self.id)
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError):
+                await self.ws.close(1000)
+        log.info(
+            "realtime session closed", extra={"fields": {"session": self.id, **self.stats.counts}}
+        )
+
+    # --- audio ------------------------------------------------------------------------
+    async def _audio(self, pcm: bytes) -> None:
+        started = time.perf_counter()
+        self.stats.add("audio_chunks")
+        self.stats.add("audio_bytes", len(pcm))
+        speaking_before = self.vad.speaking
+        events = await asyncio.to_thread(self.vad.feed, pcm)
+        starts = [e for e in events if e.kind == "speech.started"]
+        for event in starts:
+            # Onset -> detection, in stream time: how far past the onset the VAD had to read.
+            delay = (self.vad.position - event.sample) / SAMPLE_RATE
+            self.stats.onset_s.append(round(delay, 3))
+            self.metrics.onset_s.append(delay)
+            await self.send({"type": "speech.started"})
+            await self._barge_in()
+            await self._forward_preroll()
+        if speaking_before or starts:
+            await self._forward_audio(pcm)  # this chunk holds speech: before the commit
+        else:
+            self._keep_preroll(pcm)
+        for event in events:
+            if event.kind == "speech.stopped":
+                await self.send({"type": "speech.stopped"})
+                await self._end_turn()
+        self.stats.chunk_ms.append((time.perf_counter() - started) * 1000)
+
+    def _keep_preroll(self, pcm: bytes) -> None:
+        self._preroll.append(pcm)
+        self._preroll_bytes += len(pcm)
+        limit = self.config.preroll_ms * 32
+        while self._preroll and self._preroll_bytes - len(self._preroll[0]) >= limit:
+            self._preroll_bytes -= len(self._preroll.popleft())
+
+    async def _forward_preroll(self) -> None:
+        chunks = list(self._preroll)
+        self._preroll.clear()
+        self._preroll_bytes = 0
+        for chunk in chunks:
+            await self._forward_audio(chunk)
+
+    async def _forward_audio(self, pcm: bytes) -> None:
+        if self.provider is None:
+            return
+        try:
+            await self.provider.append_audio(pcm)
+        except ProviderUnavailable as exc:
+            await self.error("provider_unreachable", str(exc))
+
+    async def _barge_in(self) -> None:
+        if self.provider is not None and self.provider.response_active:
+            self.stats.add("barge_ins")
+            self._dropping_response = True
+            with contextlib.suppress(ProviderUnavailable):
+                await self.provider.cancel_response()
+            await self.send({"type": "response.done", "status": "cancelled", "reason": "barge_in"})
+
+    async def _end_turn(self) -> None:
+        self.stats.add("turns")
+        if self.provider is None:
+            await self.error(
+                "provider_unavailable",
+                f"speech ended but there is no model to answer: {self.provider_error}",
+            )
+            return
+        try:
+            await self.provider.commit_and_respond()
+            self._turn_ended_at = time.perf_counter()
+        except ProviderUnavailable as exc:
+            await self.error("provider_unreachable", str(exc))
+
+    # --- video ------------------------------------------------------------------------
+    async def _video(self, jpeg: bytes) -> None:
+        self.stats.add("frames_received")
+        now = time.monotonic()
+        if now < self._next_frame:
+            self.stats.add("frames_dropped")
+            return
+        try:
+            frame = await asyncio.to_thread(normalise_frame, jpeg)
+        except ProtocolError as exc:
+            await self.error(exc.code, str(exc))
+            return
+        self._next_frame = now + 1.0 / self.config.video_fps
+        if self.provider is None:
+            return
+        try:
+            await self.provider.append_image(frame)
+            self.stats.add("frames_forwarded")
+        except ProviderUnavailable as exc:
+            await self.error("provider_unreachable", str(exc))
+
+    # --- upstream -----------------------------------------------------------------------
+    async def _on_upstream(self, event: UpstreamEvent) -> None:
+        if self._dropping_response:
+            if event.type == "response.done":
+                self._dropping_response = False  # the browser was told at the barge-in
+                return
+            if event.type in ("text.delta", "audio.delta"):
+                return
+        if event.type in ("text.delta", "audio.delta") and self._turn_ended_at is not None:
+            delay = time.perf_counter() - self._turn_ended_at
+            self.stats.first_delta_s.append(round(delay, 3))
+            self.metrics.first_delta_s.append(delay)
+            self._turn_ended_at = None
+        if event.type == "audio.delta":
+            rate = self.provider.output_sample_rate if self.provider else 24000
+            await self.send(
+                {"type": "audio.delta", "audio": event.data["audio"], "sample_rate": rate}
+            )
+        elif event.type == "error":
+            await self.error(event.data["code"], event.data["message"])
+        elif (
+            event.type == "response.done"
+            and self._dropping_response is False
+            and event.data.get("status") == "cancelled"
+        ):
+            return  # the barge-in's done was sent already
+        else:
+            await self.send({"type": event.type, **event.data})
