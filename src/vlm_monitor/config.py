@@ -259,7 +259,7 @@ class RealtimeProviderConfig(_Model):
 
 class VadConfig(_Model):
     threshold: float = Field(0.5, gt=0.15, lt=1)
-    min_speech_ms: int = Field(250, ge=32, le=5000)
+    min_speech_ms: int = Field(200, ge=32, le=5000)
     min_silence_ms: int = Field(500, ge=32, le=10000)
 
 

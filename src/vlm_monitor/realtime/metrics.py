@@ -17,6 +17,7 @@ COUNTERS = (
     "errors",
     "turns",
     "barge_ins",
+    "vad_dropped",
 )
 
 

@@ -32,7 +32,9 @@ class ClientMessage:
     data: bytes = b""
 
 
-def parse(raw: str | bytes, limits: RealtimeConfig) -> ClientMessage:
+def parse(raw: str | bytes, limits: RealtimeConfig, want_video: bool = True) -> ClientMessage:
+    """``want_video=False``: a video message is returned without its (unread) data, for
+    frames over the forwarding rate, which are dropped anyway."""
     if isinstance(raw, bytes):
         raise ProtocolError("bad_message", "send JSON text messages, not binary ones")
     if len(raw) > limits.max_message_bytes:
@@ -51,6 +53,8 @@ def parse(raw: str | bytes, limits: RealtimeConfig) -> ClientMessage:
     data = doc.get("data")
     if not isinstance(data, str) or not data:
         raise ProtocolError("bad_message", f'{kind}: "data" must be a base64 string')
+    if kind == "video" and not want_video:
+        return ClientMessage("video")
     try:
         payload = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):

@@ -19,8 +19,10 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -38,6 +40,10 @@ from vlm_monitor.realtime.providers.openai import OpenAIRealtime
 from vlm_monitor.realtime.vad import SAMPLE_RATE, Vad
 
 log = logging.getLogger("vlm_monitor.realtime")
+VAD_BACKLOG_CHUNKS = 64  # audio messages waiting for the VAD; more means overload
+PREROLL_SLACK_MS = 2000
+# VAD runs on at most one thread per core: more would only make the ONNX calls contend.
+VAD_POOL = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="vad")
 KINDS: dict[str, type[RealtimeProvider]] = {
     "dashscope": DashScopeRealtime,
     "openai": OpenAIRealtime,
@@ -54,8 +60,11 @@ class RealtimeSession:
         self.provider_error: str | None = None
         self._send_lock = asyncio.Lock()
         self._next_frame = 0.0
-        self._preroll: collections.deque[bytes] = collections.deque()
+        self._preroll: collections.deque[tuple[int, bytes]] = collections.deque()
         self._preroll_bytes = 0
+        self._received = 0  # samples received, the position of the next chunk
+        self._speaking = False  # as far as the VAD has said
+        self._vad_queue: asyncio.Queue[bytes] = asyncio.Queue(VAD_BACKLOG_CHUNKS)
         self._dropping_response = False  # after a barge-in, until upstream confirms
         self._turn_ended_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,6 +119,8 @@ class RealtimeSession:
         )
         if self.provider is None:
             await self.error("provider_unavailable", self.provider_error or "no provider")
+        vad_task = asyncio.create_task(self._vad_loop(), name=f"vad-{self.id}")
+        self._tasks.add(vad_task)
         try:
             while True:
                 raw = await self.ws.receive()
@@ -118,7 +129,9 @@ class RealtimeSession:
                 text = raw.get("text")
                 try:
                     message = parse(
-                        text if text is not None else raw.get("bytes") or b"", self.config
+                        text if text is not None else raw.get("bytes") or b"",
+                        self.config,
+                        want_video=time.monotonic() >= self._next_frame,
                     )
                 except ProtocolError as exc:
                     await self.error(exc.code, str(exc))
@@ -137,6 +150,7 @@ class RealtimeSession:
     async def _close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.provider is not None:
             await self.provider.close()
         self.metrics.closed(self.id)
@@ -149,39 +163,56 @@ class RealtimeSession:
 
     # --- audio ------------------------------------------------------------------------
     async def _audio(self, pcm: bytes) -> None:
+        """Forwarding never waits for the VAD: while the user speaks (as far as the VAD has
+        told), audio goes straight to the provider; otherwise it waits in the pre-roll. The
+        VAD reads the same audio in its own task, at its own pace."""
         started = time.perf_counter()
         self.stats.add("audio_chunks")
         self.stats.add("audio_bytes", len(pcm))
-        speaking_before = self.vad.speaking
-        events = await asyncio.to_thread(self.vad.feed, pcm)
-        starts = [e for e in events if e.kind == "speech.started"]
-        for event in starts:
-            # Onset -> detection, in stream time: how far past the onset the VAD had to read.
-            delay = (self.vad.position - event.sample) / SAMPLE_RATE
-            self.stats.onset_s.append(round(delay, 3))
-            self.metrics.onset_s.append(delay)
-            await self.send({"type": "speech.started"})
-            await self._barge_in()
-            await self._forward_preroll()
-        if speaking_before or starts:
-            await self._forward_audio(pcm)  # this chunk holds speech: before the commit
+        if self._speaking:
+            await self._forward_audio(pcm)
         else:
             self._keep_preroll(pcm)
-        for event in events:
-            if event.kind == "speech.stopped":
-                await self.send({"type": "speech.stopped"})
-                await self._end_turn()
+        self._received += len(pcm) // 2
+        try:
+            self._vad_queue.put_nowait(pcm)
+        except asyncio.QueueFull:
+            self.stats.add("vad_dropped")
+            if self.stats.counts["vad_dropped"] % 50 == 1:  # once per burst, not per chunk
+                await self.error("vad_overloaded", "the server cannot keep up; audio skipped")
         self.stats.chunk_ms.append((time.perf_counter() - started) * 1000)
 
-    def _keep_preroll(self, pcm: bytes) -> None:
-        self._preroll.append(pcm)
-        self._preroll_bytes += len(pcm)
-        limit = self.config.preroll_ms * 32
-        while self._preroll and self._preroll_bytes - len(self._preroll[0]) >= limit:
-            self._preroll_bytes -= len(self._preroll.popleft())
+    async def _vad_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pcm = await self._vad_queue.get()
+            for event in await loop.run_in_executor(VAD_POOL, self.vad.feed, pcm):
+                if event.kind == "speech.started":
+                    # Onset -> detection, in stream time: how far past the onset it had to read.
+                    delay = (self.vad.position - event.sample) / SAMPLE_RATE
+                    self.stats.onset_s.append(round(delay, 3))
+                    self.metrics.onset_s.append(delay)
+                    self._speaking = True
+                    await self.send({"type": "speech.started"})
+                    await self._barge_in()
+                    await self._forward_preroll(event.sample)
+                else:
+                    self._speaking = False
+                    await self.send({"type": "speech.stopped"})
+                    await self._end_turn()
 
-    async def _forward_preroll(self) -> None:
-        chunks = list(self._preroll)
+    def _keep_preroll(self, pcm: bytes) -> None:
+        self._preroll.append((self._received, pcm))
+        self._preroll_bytes += len(pcm)
+        # Enough for the pre-roll plus the audio the VAD has not judged yet.
+        limit = (self.config.preroll_ms + PREROLL_SLACK_MS) * 32
+        while self._preroll and self._preroll_bytes - len(self._preroll[0][1]) >= limit:
+            self._preroll_bytes -= len(self._preroll.popleft()[1])
+
+    async def _forward_preroll(self, onset: int) -> None:
+        """The audio from ``preroll_ms`` before the onset to now."""
+        first = onset - self.config.preroll_ms * SAMPLE_RATE // 1000
+        chunks = [pcm for start, pcm in self._preroll if start + len(pcm) // 2 > first]
         self._preroll.clear()
         self._preroll_bytes = 0
         for chunk in chunks:
@@ -221,7 +252,7 @@ class RealtimeSession:
     async def _video(self, jpeg: bytes) -> None:
         self.stats.add("frames_received")
         now = time.monotonic()
-        if now < self._next_frame:
+        if not jpeg or now < self._next_frame:
             self.stats.add("frames_dropped")
             return
         try:

@@ -111,9 +111,11 @@ class RealtimeProvider:
     async def _connect_locked(self) -> None:
         if self._ws is not None:
             return
+        # No permessage-deflate: base64 audio and JPEG barely compress, and deflating every
+        # chunk was the event loop's largest cost with many sessions (bench/realtime.py).
         self._ws = await websockets.connect(
             self.endpoint(), additional_headers=self.headers(), max_size=16 * 1024 * 1024,
-            open_timeout=10,
+            open_timeout=10, compression=None,
         )  # fmt: skip
         await self._ws.send(json.dumps(self.session_update()))
         self._count("session.update")
