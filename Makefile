@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/clips.py > bench-clips.json
 	$(BIN)/python bench/analyzers.py > bench-analyzers.json
 	$(BIN)/python bench/flows.py > bench-flows.json
-	@echo "wrote bench-ingest.json, bench-clips.json, bench-analyzers.json and bench-flows.json"
+	$(BIN)/python bench/realtime.py > bench-realtime.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
