@@ -7,10 +7,18 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
 from vlm_monitor.sources.url import parse_source_url
@@ -55,13 +63,21 @@ def parse_size(value: str) -> tuple[int, int]:
     return w, h
 
 
+def _valid_size(value: str) -> str:
+    parse_size(value)
+    return value
+
+
+SizeText = Annotated[str, AfterValidator(_valid_size)]  # "WIDTHxHEIGHT"
+
+
 class ClipsConfig(_Model):
     enabled: bool = True
     clip_seconds: float = Field(10.0, gt=0, le=600)
     frames_per_clip: int = Field(8, ge=1, le=64)
     input_fps: float = Field(5.0, gt=0, le=60, description="frames/s buffered for sampling")
     overlap_s: float = Field(0.0, ge=0, description="seconds the next clip re-uses")
-    size: str = Field("640x360", description="clip frame size")
+    size: SizeText = Field("640x360", description="clip frame size")
     sampling: Literal["time", "motion"] = "time"
     provider: str | list[str] | None = Field(None, description="name(s); null = first provider")
     strategy: Literal["fallback", "round_robin"] = "fallback"
@@ -82,12 +98,6 @@ class ClipsConfig(_Model):
     min_free_mb: float = Field(200.0, ge=0)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("size")
-    @classmethod
-    def _check_size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
     @model_validator(mode="after")
     def _overlap(self) -> ClipsConfig:
@@ -136,7 +146,7 @@ class StreamConfig(_Model):
         "auto", description="RTSP transport; auto tries TCP, then UDP"
     )
     loop: bool = Field(True, description="file:// sources restart at the end")
-    analysis_size: str | None = Field("640x360", description="shared downscale for analyzers")
+    analysis_size: SizeText | None = Field("640x360", description="shared downscale for analyzers")
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
     open_timeout_s: float = Field(5.0, gt=0)
     decode_threads: int = Field(1, ge=0, le=16, description="0 = FFmpeg decides")
@@ -158,13 +168,6 @@ class StreamConfig(_Model):
     @classmethod
     def _check_url(cls, value: str) -> str:
         parse_source_url(value)
-        return value
-
-    @field_validator("analysis_size")
-    @classmethod
-    def _check_size(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_size(value)
         return value
 
     @property

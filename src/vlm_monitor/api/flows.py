@@ -107,22 +107,22 @@ async def delete_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
     return {"id": flow_id, "deleted": True}
 
 
-@router.post("/api/flows/{flow_id}/start")
-async def start_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
+async def _start_or_stop(services: Services, flow_id: str, start: bool) -> dict[str, Any]:
     try:
-        started = await services.flows.start(flow_id)
+        changed = await (services.flows.start if start else services.flows.stop)(flow_id)
     except FlowNotFoundError:
         raise HTTPException(404, f"unknown flow {flow_id!r}") from None
-    return {**services.flows.status(flow_id), "changed": started}
+    return {**services.flows.status(flow_id), "changed": changed}
+
+
+@router.post("/api/flows/{flow_id}/start")
+async def start_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
+    return await _start_or_stop(services, flow_id, start=True)
 
 
 @router.post("/api/flows/{flow_id}/stop")
 async def stop_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
-    try:
-        stopped = await services.flows.stop(flow_id)
-    except FlowNotFoundError:
-        raise HTTPException(404, f"unknown flow {flow_id!r}") from None
-    return {**services.flows.status(flow_id), "changed": stopped}
+    return await _start_or_stop(services, flow_id, start=False)
 
 
 @router.post("/api/flows/{flow_id}/run", status_code=202)

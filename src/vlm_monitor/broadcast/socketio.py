@@ -75,23 +75,20 @@ class SocketIOBridge:
             if room is not None:
                 await sio.enter_room(sid, room, namespace=namespace)
 
-        async def join(sid: str, data: Any = None) -> dict[str, Any]:
-            room = _room_of(data)
-            if room is None:
-                return {"success": False, "error": 'send {"stream_name": "<stream id>"}'}
-            await sio.enter_room(sid, room, namespace=namespace)
-            return {"success": True, "room": room}
+        def room_handler(enter: bool) -> Any:
+            async def handle(sid: str, data: Any = None) -> dict[str, Any]:
+                room = _room_of(data)
+                if room is None:
+                    return {"success": False, "error": 'send {"stream_name": "<stream id>"}'}
+                change = sio.enter_room if enter else sio.leave_room
+                await change(sid, room, namespace=namespace)
+                return {"success": True, "room": room}
 
-        async def leave(sid: str, data: Any = None) -> dict[str, Any]:
-            room = _room_of(data)
-            if room is None:
-                return {"success": False, "error": 'send {"stream_name": "<stream id>"}'}
-            await sio.leave_room(sid, room, namespace=namespace)
-            return {"success": True, "room": room}
+            return handle
 
         sio.on("connect", connect, namespace=namespace)
-        sio.on("join", join, namespace=namespace)
-        sio.on("leave", leave, namespace=namespace)
+        sio.on("join", room_handler(enter=True), namespace=namespace)
+        sio.on("leave", room_handler(enter=False), namespace=namespace)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="socketio-bridge")

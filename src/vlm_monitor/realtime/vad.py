@@ -11,12 +11,13 @@ the probability reaches ``threshold`` for ``min_speech_ms`` and stops when it st
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vlm_monitor.packaged import package_file
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per model call (32 ms)
@@ -26,16 +27,7 @@ _session: object | None = None
 
 
 def model_path() -> Path:
-    spec = importlib.util.find_spec("silero_vad")  # locates the package without running it
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "Silero VAD ships in the 'silero-vad' package: "
-            "pip install --no-deps silero-vad (make test/demo do this)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
-    if not path.is_file():
-        raise RuntimeError(f"Silero VAD model not found at {path}")
-    return path
+    return package_file("silero_vad", "silero-vad", "data/silero_vad.onnx")
 
 
 def shared_session() -> object:

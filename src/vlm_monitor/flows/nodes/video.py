@@ -9,13 +9,13 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from vlm_monitor.analyzers.emotion import no_face
 from vlm_monitor.analyzers.motion import MotionDetector
 from vlm_monitor.analyzers.ocr import read_words, tesseract_path
 from vlm_monitor.analyzers.params import OcrParams
-from vlm_monitor.config import parse_size
+from vlm_monitor.config import SizeText, parse_size
 from vlm_monitor.flows.nodes.base import (
     CLIP,
     FRAME,
@@ -38,16 +38,9 @@ class StreamParams(Params):
 
 
 class FrameParams(StreamParams):
-    size: str | None = Field("640x360", description="resize to WxH; null = native")
+    size: SizeText | None = Field("640x360", description="resize to WxH; null = native")
     crop: tuple[int, int, int, int] | None = Field(None, description="x, y, w, h after resize")
     max_age_s: float = Field(5.0, gt=0, description="older latest frame: the stream is stale")
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_size(value)
-        return value
 
 
 def _single(inputs: dict[str, Any], kind: type) -> Any:
@@ -91,13 +84,7 @@ class FrameNode(NodeType):
 class ClipParams(StreamParams):
     seconds: float = Field(10.0, gt=0, le=600)
     frames: int = Field(8, ge=2, le=64)
-    size: str = "640x360"
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        parse_size(value)
-        return value
+    size: SizeText = "640x360"
 
 
 @register
