@@ -23,6 +23,7 @@ from vlm_monitor.api import (
     results,
     streams,
     system,
+    whip,
 )
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
@@ -63,7 +64,8 @@ def create_app(config: Config) -> FastAPI:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    for module in (system, streams, analysis, flows, live, internal, events, results, realtime):
+    modules = (system, streams, analysis, flows, live, internal, events, results, realtime, whip)
+    for module in modules:
         app.include_router(module.router)
     app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
     web = resources.files("vlm_monitor") / "web"

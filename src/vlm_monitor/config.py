@@ -160,6 +160,9 @@ class StreamConfig(_Model):
     analyzers: list[AnalyzerConfig] = Field(
         default_factory=list, description="names or {name, fps, params}"
     )
+    whip_token: str | None = Field(
+        None, min_length=8, description="whip:// streams: Bearer token a publisher must send"
+    )
     clips: ClipsConfig | None = None
 
     _analyzers_unique = field_validator("analyzers")(_unique_analyzers)
@@ -285,6 +288,27 @@ class RealtimeConfig(_Model):
     vad: VadConfig = Field(default_factory=VadConfig)
 
 
+class WebRtcConfig(_Model):
+    """WHIP ingest: browsers publish straight to this server (no relay needed)."""
+
+    auto_create: bool = Field(
+        False, description="a WHIP publish to an unknown stream id creates a whip:// stream"
+    )
+    publish_token: str | None = Field(
+        None, min_length=8, description="Bearer token for auto-created streams"
+    )
+    auto_analyzers: list[AnalyzerConfig] = Field(
+        default_factory=list, description="analyzers of auto-created streams"
+    )
+    ice_addresses: list[str] | None = Field(
+        None, description="host addresses offered as ICE candidates; null = every interface"
+    )
+    publisher_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="a publisher sending nothing this long is dropped"
+    )
+    max_offer_bytes: int = Field(65536, ge=1024)
+
+
 class WorkerConfig(_Model):
     """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
 
@@ -301,6 +325,7 @@ class Config(_Model):
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+    webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
 from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
+from vlm_monitor.webrtc.whip import WhipService, restrict_ice
 
 log = logging.getLogger("vlm_monitor.services")
 
@@ -51,6 +52,8 @@ class Services:
         self.socketio = SocketIOBridge(self.bus)
         self.flows = FlowManager(self)
         self.realtime_metrics = RealtimeMetrics()
+        restrict_ice(config.webrtc.ice_addresses)
+        self.whip = WhipService(config.webrtc.publisher_timeout_s)
         self.streams.hooks += [self.clips, self.analyzers]
         self.streams.status_extras.append(self._extra_status)
 
@@ -61,6 +64,9 @@ class Services:
         clips = self.clips.status(stream_id)
         if clips is not None:
             extra["clips"] = clips
+        publish = self.whip.publishes.get(stream_id)
+        if publish is not None:
+            extra["publisher"] = publish.status()
         return extra
 
     def _publish_analysis(self, result: AnalysisResult) -> None:
@@ -98,6 +104,7 @@ class Services:
         await self.flows.load(self.config.flows)
 
     async def stop(self) -> None:
+        await self.whip.stop_all()
         await self.flows.stop_all()
         await self.streams.stop_all()
         await asyncio.to_thread(self.clips.stop_all)

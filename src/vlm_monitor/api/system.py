@@ -50,6 +50,11 @@ async def running_config(services: ServicesDep) -> dict[str, Any]:
         services.streams.get(sid).config.model_dump(mode="json", by_alias=True)
         for sid in services.streams.ids()
     ]
+    for stream in doc["streams"]:
+        if stream.get("whip_token"):
+            stream["whip_token"] = "***"
+    if doc["webrtc"].get("publish_token"):
+        doc["webrtc"]["publish_token"] = "***"
     return doc
 
 

@@ -14,6 +14,7 @@ from vlm_monitor.hub import StreamHub
 from vlm_monitor.sources.source import Source
 from vlm_monitor.storage.db import Store
 from vlm_monitor.types import Event, Frame
+from vlm_monitor.webrtc.inbox import WhipInboxes
 
 log = logging.getLogger("vlm_monitor.streams")
 
@@ -52,6 +53,7 @@ class StreamManager:
         self.hub, self.bus, self.store = hub, bus, store
         self._streams: dict[str, ManagedStream] = {}
         self._lock = asyncio.Lock()
+        self.whip = WhipInboxes()
         self.hooks: list[StreamHooks] = []
         self.status_extras: list[Callable[[str], dict[str, Any]]] = []
 
@@ -79,7 +81,8 @@ class StreamManager:
                 if managed.active:
                     self.hub.publish(frame)
 
-            managed.source = Source(config, on_frame, self._state_changed)
+            inbox = self.whip.get(config.id) if config.url.startswith("whip:") else None
+            managed.source = Source(config, on_frame, self._state_changed, inbox)
             if persistent and not already_stored:
                 await self.store.save_stream(
                     config.id, config.model_dump(mode="json", by_alias=True)
@@ -149,6 +152,8 @@ class StreamManager:
         if detail:
             status["subscriptions"] = [s.status() for s in self.hub.subscriptions(stream_id)]
             status["config"] = managed.config.model_dump(mode="json", by_alias=True)
+            if status["config"].get("whip_token"):
+                status["config"]["whip_token"] = "***"  # never shown back
         return status
 
     def statuses(self) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.sources.readers import pyav_frames, synthetic_frames
 from vlm_monitor.sources.url import SourceUrl, parse_source_url
 from vlm_monitor.types import Frame, StreamState
+from vlm_monitor.webrtc.inbox import WhipInbox
 
 log = logging.getLogger("vlm_monitor.sources")
 
@@ -35,8 +36,15 @@ class Source:
     """Thread-safe to query; ``start``/``stop`` from any thread. ``stop`` blocks until the
     decoding thread has ended (at most about ``stall_timeout_s``): call it off the event loop."""
 
-    def __init__(self, config: StreamConfig, on_frame: FrameSink, on_state: StateSink) -> None:
+    def __init__(
+        self,
+        config: StreamConfig,
+        on_frame: FrameSink,
+        on_state: StateSink,
+        inbox: WhipInbox | None = None,
+    ) -> None:
         self.config = config
+        self._inbox = inbox  # whip:// streams: frames pushed by a WebRTC publisher
         self.id = config.id
         self.spec: SourceUrl = parse_source_url(config.url)
         self._on_frame = on_frame
@@ -111,6 +119,11 @@ class Source:
         if spec.scheme == "synthetic":
             self.transport = "synthetic"
             return synthetic_frames(spec, self._stop)
+        if spec.scheme == "whip":
+            if self._inbox is None:
+                raise RuntimeError("whip:// stream without an inbox")
+            self.transport = "webrtc"
+            return self._inbox.frames(self._stop, cfg.stall_timeout_s)
         if spec.scheme == "file":
             self.transport = "file"
             return self._ffmpeg({}, pace=True, loop=cfg.loop)
@@ -172,6 +185,11 @@ class Source:
                 if self.spec.scheme == "file" and not self.config.loop and not self._stop.is_set():
                     self._set_state(StreamState.STOPPED, "end of file")
                     return
+                if self.spec.scheme == "whip" and not self._stop.is_set():
+                    # The publisher left: stopped until the next one publishes (no back-off).
+                    self._set_state(StreamState.STOPPED, "publisher ended")
+                    failures = 0
+                    continue
                 error = "stream ended"
             except Exception as exc:  # any failure of the peer or the bytes means: reconnect
                 error = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``,
+"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``, ``whip://`` (published here),
 ``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-SCHEMES = ("rtsp", "rtsps", "tcp", "file", "synthetic")
+SCHEMES = ("rtsp", "rtsps", "tcp", "file", "synthetic", "whip")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ def parse_source_url(url: str) -> SourceUrl:
             raise ValueError(f"url {url!r} has no host")
         if scheme == "tcp" and port is None:
             raise ValueError(f"url {url!r} needs a port: tcp://HOST:PORT")
+        return SourceUrl(scheme, url, params=params)
+    if scheme == "whip":  # published to this server over WebRTC (POST /whip/{stream id})
         return SourceUrl(scheme, url, params=params)
     if scheme == "file":
         path = unquote(parts.netloc + parts.path)

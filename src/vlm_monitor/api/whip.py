@@ -1,0 +1,105 @@
+"""``POST /whip/{stream}`` / ``DELETE /whip/{stream}/{resource}`` (WHIP) and ``/publish``."""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.config import StreamConfig, describe_errors
+from vlm_monitor.services import Services
+from vlm_monitor.webrtc.whip import OfferError
+
+router = APIRouter()
+
+
+def _check_token(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+        raise HTTPException(
+            401,
+            "this stream needs its publish token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": 'Bearer realm="whip"'},
+        )
+
+
+async def _stream_token(services: Services, request: Request, stream_id: str) -> None:
+    """Checks the publisher's token; creates the stream when auto_create allows it."""
+    cfg = services.config.webrtc
+    if stream_id in services.streams:
+        config = services.streams.get(stream_id).config
+        if not config.url.startswith("whip:"):
+            raise HTTPException(409, f"stream {stream_id!r} reads {config.url}, not whip://")
+        _check_token(request, config.whip_token)
+        return
+    if not cfg.auto_create:
+        raise HTTPException(
+            404,
+            f"unknown stream {stream_id!r}: add it with url whip:// (POST /api/streams) "
+            "or set webrtc.auto_create",
+        )
+    _check_token(request, cfg.publish_token)
+    try:
+        config = StreamConfig(
+            id=stream_id, url="whip://", analyzers=cfg.auto_analyzers, whip_token=cfg.publish_token
+        )
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(describe_errors(exc))) from None
+    if stream_id not in services.streams:
+        await services.streams.add(config, persistent=False)
+
+
+@router.post("/whip/{stream_id}", status_code=201)
+async def whip_publish(stream_id: str, request: Request, services: ServicesDep) -> Response:
+    cfg = services.config.webrtc
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/sdp":
+        raise HTTPException(415, "send the SDP offer with Content-Type: application/sdp")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cfg.max_offer_bytes:
+        raise HTTPException(413, f"offer over {cfg.max_offer_bytes} bytes")
+    body = await request.body()
+    if len(body) > cfg.max_offer_bytes:
+        raise HTTPException(413, f"offer over {cfg.max_offer_bytes} bytes")
+    try:
+        offer = body.decode()
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the offer is not UTF-8 text") from None
+    await _stream_token(services, request, stream_id)
+    inbox = services.streams.whip.get(stream_id)
+    try:
+        session, answer = await services.whip.publish(stream_id, inbox, offer)
+    except OfferError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except RuntimeError as exc:
+        raise HTTPException(409, str(exc)) from None
+    location = f"/whip/{stream_id}/{session.resource_id}"
+    return Response(
+        answer,
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": location, "ETag": f'"{session.resource_id}"'},
+    )
+
+
+@router.delete("/whip/{stream_id}/{resource_id}")
+async def whip_end(
+    stream_id: str, resource_id: str, request: Request, services: ServicesDep
+) -> dict[str, object]:
+    if stream_id in services.streams:
+        _check_token(request, services.streams.get(stream_id).config.whip_token)
+    if not await services.whip.end(stream_id, resource_id, "publisher sent DELETE"):
+        raise HTTPException(404, f"no publish session {resource_id!r} on stream {stream_id!r}")
+    return {"stream": stream_id, "ended": True}
+
+
+@router.get("/publish", response_class=HTMLResponse)
+async def publish_page() -> str:
+    return (resources.files("vlm_monitor") / "web" / "publish.html").read_text()

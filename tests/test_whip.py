@@ -1,0 +1,241 @@
+"""WHIP ingest: an aiortc client and Chromium publish to the server over WebRTC on loopback;
+the published stream behaves like any camera."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+
+import aioice.ice
+import httpx
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from av import VideoFrame
+
+from vlm_monitor.camera import strip
+from vlm_monitor.camera.scene import SyntheticScene
+from vlm_monitor.testing import CHROMIUM, CHROMIUM_FLAGS, wait_until
+
+TOKEN = "publish-secret-1"
+
+
+class SceneTrack(VideoStreamTrack):
+    """640x360 frames of the synthetic scene (with the timestamp strip) at 15 fps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scene = SyntheticScene(640, 360)
+        self.seq = 0
+
+    async def recv(self) -> VideoFrame:
+        await asyncio.sleep(1 / 15)
+        self.seq += 1
+        frame = VideoFrame.from_ndarray(self.scene.render(self.seq, time.time()), format="bgr24")
+        frame.pts, frame.time_base = self.seq * 6000, fractions.Fraction(1, 90000)
+        return frame
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch):
+    """The test's own aiortc client offers loopback candidates, like the server."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+def whip_config(**extra: object) -> dict:
+    return {
+        "streams": [
+            {"id": "exam-1-user-2", "url": "whip://", "whip_token": TOKEN, "analyzers": ["motion"]},
+            {"id": "cam", "url": "synthetic://?fps=5&size=320x180"},
+        ],
+        "webrtc": {"ice_addresses": ["127.0.0.1"], "publisher_timeout_s": 3, **extra},
+    }
+
+
+async def offer(pc: RTCPeerConnection) -> str:
+    pc.addTrack(SceneTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription.sdp
+
+
+async def publish(
+    url: str, stream: str, token: str | None = TOKEN
+) -> tuple[RTCPeerConnection, httpx.Response]:
+    pc = RTCPeerConnection()
+    sdp = await offer(pc)
+    headers = {"Content-Type": "application/sdp"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(base_url=url, timeout=20) as c:
+        resp = await c.post(f"/whip/{stream}", content=sdp, headers=headers)
+    if resp.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(resp.text, "answer"))
+    return pc, resp
+
+
+def test_publish_goes_live_runs_analyzers_and_delete_stops(server, loopback_ice) -> None:
+    srv = server(whip_config())
+
+    async def run() -> None:
+        pc, resp = await publish(srv.url, "exam-1-user-2")
+        assert resp.status_code == 201, resp.text
+        assert resp.headers["content-type"].startswith("application/sdp")
+        location = resp.headers["location"]
+        assert location.startswith("/whip/exam-1-user-2/")
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+
+            async def live() -> dict:
+                for _ in range(150):
+                    status = (await c.get("/api/streams/exam-1-user-2")).json()
+                    if status["state"] == "live" and status["analyzers"]["motion"]["frames"] >= 5:
+                        return status
+                    await asyncio.sleep(0.2)
+                raise AssertionError(f"not live: {status}")
+
+            status = await live()
+            assert status["transport"] == "webrtc" and status["width"] == 640
+            assert status["publisher"]["frames"] > 0
+            assert status["session"]["session_id"] == "1:2"  # seed 003's mapping by name
+            # A hub subscriber gets the published pictures: the strip survives VP8.
+            jpeg = await c.get("/internal/video/latest-frame", params={"stream": "exam-1-user-2"})
+            assert jpeg.status_code == 200
+            import cv2
+
+            image = cv2.imdecode(np.frombuffer(jpeg.content, np.uint8), cv2.IMREAD_COLOR)
+            seq, ts = strip.read(image)
+            assert seq > 0 and abs(time.time() - ts) < 10
+            # The token protects DELETE too.
+            assert (await c.delete(location)).status_code == 401
+            done = await c.delete(location, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert done.status_code == 200
+            for _ in range(50):
+                status = (await c.get("/api/streams/exam-1-user-2")).json()
+                if status["state"] == "stopped":
+                    break
+                await asyncio.sleep(0.1)
+            assert status["state"] == "stopped" and status["last_error"] == "publisher ended"
+            assert "publisher" not in status
+            assert (
+                await c.delete(location, headers={"Authorization": f"Bearer {TOKEN}"})
+            ).status_code == 404
+        await pc.close()
+
+    asyncio.run(run())
+
+
+def test_bad_publishes_get_4xx_with_a_message(server, loopback_ice) -> None:
+    srv = server(whip_config())
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as c:
+            sdp_headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {TOKEN}"}
+            r = await c.post("/whip/exam-1-user-2", content="hello", headers=sdp_headers)
+            assert r.status_code == 400 and "SDP offer" in r.json()["error"]
+            r = await c.post(
+                "/whip/exam-1-user-2", content="v=0\r\nm=video 9 nonsense\r\n", headers=sdp_headers
+            )
+            assert r.status_code == 400, r.text
+            r = await c.post("/whip/exam-1-user-2", json={"sdp": "x"})
+            assert r.status_code == 415
+            r = await c.post("/whip/exam-1-user-2", content="x" * 70000, headers=sdp_headers)
+            assert r.status_code == 413
+            r = await c.post("/whip/cam", content="v=0", headers=sdp_headers)
+            assert r.status_code == 409 and "not whip://" in r.json()["error"]
+        pc, resp = await publish(srv.url, "nobody-here")
+        assert resp.status_code == 404 and "auto_create" in resp.json()["error"]
+        await pc.close()
+        for token in (None, "wrong-token-123"):
+            pc, resp = await publish(srv.url, "exam-1-user-2", token)
+            assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+            await pc.close()
+        # One publisher per stream, like a camera's single connection.
+        first, ok = await publish(srv.url, "exam-1-user-2")
+        assert ok.status_code == 201
+        second, busy = await publish(srv.url, "exam-1-user-2")
+        assert busy.status_code == 409
+        await second.close()
+        await first.close()
+
+    asyncio.run(run())
+
+
+def test_a_vanished_publisher_is_cleaned_up(server, loopback_ice) -> None:
+    srv = server(whip_config(auto_create=True, publish_token=TOKEN, auto_analyzers=["motion"]))
+
+    async def run() -> None:
+        pc, resp = await publish(srv.url, "walkaway")  # auto-created on publish
+        assert resp.status_code == 201, resp.text
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+            for _ in range(100):
+                status = (await c.get("/api/streams/walkaway")).json()
+                if status["state"] == "live":
+                    break
+                await asyncio.sleep(0.1)
+            assert status["state"] == "live" and "motion" in status["analyzers"]
+            # The publisher disappears: its media stops, no DELETE.
+            for sender in pc.getSenders():
+                await sender.stop()
+            t0 = time.monotonic()
+            for _ in range(150):
+                status = (await c.get("/api/streams/walkaway")).json()
+                if "publisher" not in status:
+                    break
+                await asyncio.sleep(0.1)
+            assert "publisher" not in status, status
+            assert time.monotonic() - t0 < 8  # publisher_timeout_s 3 plus checks
+            config = (await c.get("/api/config")).json()
+            assert config["webrtc"]["publish_token"] == "***"
+        await pc.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.browser
+def test_chromium_publishes_from_the_publish_page(server, tmp_path) -> None:
+    srv = server(
+        {
+            "streams": [{"id": "exam-7-user-8", "url": "whip://"}],
+            "webrtc": {"publisher_timeout_s": 5},
+        }
+    )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                *CHROMIUM_FLAGS,
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(srv.url + "/publish")
+            page.click("#camera")
+            page.wait_for_function(
+                "() => !document.getElementById('publish').disabled", timeout=10000
+            )
+            page.fill("#stream", "exam-7-user-8")
+            page.click("#publish")
+            with srv.client() as c:
+                status = wait_until(
+                    lambda: (
+                        (s := c.get("/api/streams/exam-7-user-8").json())["state"] == "live"
+                        and s["frames_in"] > 10
+                        and s
+                    ),
+                    30,
+                    what="the browser's stream live",
+                )
+                assert status["transport"] == "webrtc" and status["publisher"]["frames"] > 10
+                page.screenshot(path=str(tmp_path / "publish.png"))
+                page.click("#stop")
+                wait_until(
+                    lambda: c.get("/api/streams/exam-7-user-8").json()["state"] == "stopped", 10
+                )
+        finally:
+            browser.close()
