@@ -239,3 +239,73 @@ def test_chromium_publishes_from_the_publish_page(server, tmp_path) -> None:
                 )
         finally:
             browser.close()
+
+
+def test_webrtc_view_shares_one_encoder_between_viewers(server, loopback_ice) -> None:
+    srv = server(
+        {
+            "streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}],
+            "webrtc": {"ice_addresses": ["127.0.0.1"]},
+        }
+    )
+
+    readers: set[asyncio.Task] = set()
+
+    async def viewer(results: list) -> tuple[RTCPeerConnection, str]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        got = asyncio.get_running_loop().create_future()
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            async def read() -> None:
+                while True:
+                    frame = await track.recv()
+                    seq, ts = strip.read(frame.to_ndarray(format="bgr24"))
+                    results.append((seq, time.time() - ts))
+                    if len(results) >= 20 and not got.done():
+                        got.set_result(True)
+
+            readers.add(asyncio.ensure_future(read()))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as c:
+            r = await c.post(
+                "/whep/cam",
+                content=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            )
+        assert r.status_code == 201, r.text
+        await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+        await asyncio.wait_for(got, 20)
+        return pc, r.headers["location"]
+
+    async def run() -> None:
+        first, second = [], []
+        (pc1, loc1), (pc2, loc2) = await asyncio.gather(viewer(first), viewer(second))
+        for results in (first, second):
+            seqs = [s for s, _ in results]
+            assert seqs == sorted(seqs) and len(set(seqs)) > 15  # live, in order
+            assert sorted(lat for _, lat in results)[len(results) // 2] < 0.5  # glass-to-glass
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+            t0 = time.monotonic()
+            before = (await c.get("/api/streams/cam")).json()["webrtc_view"]
+            await asyncio.sleep(2)
+            after = (await c.get("/api/streams/cam")).json()["webrtc_view"]
+            rate = (after["frames_encoded"] - before["frames_encoded"]) / (time.monotonic() - t0)
+            assert after["viewers"] == 2
+            assert rate < 20, f"{rate:.1f} frames/s encoded for 2 viewers of a 15 fps stream"
+            assert (await c.delete(loc1)).status_code == 200
+            assert (await c.get("/api/streams/cam")).json()["webrtc_view"]["viewers"] == 1
+            assert (await c.delete(loc2)).status_code == 200
+            assert "webrtc_view" not in (await c.get("/api/streams/cam")).json()  # encoder gone
+            bad = await c.post(
+                "/whep/nope", content="v=0", headers={"Content-Type": "application/sdp"}
+            )
+            assert bad.status_code == 404
+        for task in readers:
+            task.cancel()
+        await pc1.close()
+        await pc2.close()
+
+    asyncio.run(run())

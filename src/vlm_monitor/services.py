@@ -27,6 +27,7 @@ from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
 from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
+from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
 
 log = logging.getLogger("vlm_monitor.services")
@@ -54,6 +55,7 @@ class Services:
         self.realtime_metrics = RealtimeMetrics()
         restrict_ice(config.webrtc.ice_addresses)
         self.whip = WhipService(config.webrtc.publisher_timeout_s)
+        self.whep = WhepService(self.hub)
         self.streams.hooks += [self.clips, self.analyzers]
         self.streams.status_extras.append(self._extra_status)
 
@@ -67,6 +69,9 @@ class Services:
         publish = self.whip.publishes.get(stream_id)
         if publish is not None:
             extra["publisher"] = publish.status()
+        view = self.whep.status(stream_id)
+        if view is not None:
+            extra["webrtc_view"] = view
         return extra
 
     def _publish_analysis(self, result: AnalysisResult) -> None:
@@ -105,6 +110,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.whip.stop_all()
+        await self.whep.stop_all()
         await self.flows.stop_all()
         await self.streams.stop_all()
         await asyncio.to_thread(self.clips.stop_all)

@@ -1,4 +1,5 @@
-"""``POST /whip/{stream}`` / ``DELETE /whip/{stream}/{resource}`` (WHIP) and ``/publish``."""
+"""WebRTC: WHIP ingest (``POST /whip/{stream}``, ``DELETE`` its resource, ``/publish``) and
+the WHEP-style live view (``POST /whep/{stream}``, ``DELETE`` its resource)."""
 
 from __future__ import annotations
 
@@ -56,22 +57,34 @@ async def _stream_token(services: Services, request: Request, stream_id: str) ->
         await services.streams.add(config, persistent=False)
 
 
-@router.post("/whip/{stream_id}", status_code=201)
-async def whip_publish(stream_id: str, request: Request, services: ServicesDep) -> Response:
-    cfg = services.config.webrtc
+async def _read_offer(request: Request, limit: int) -> str:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/sdp":
         raise HTTPException(415, "send the SDP offer with Content-Type: application/sdp")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cfg.max_offer_bytes:
-        raise HTTPException(413, f"offer over {cfg.max_offer_bytes} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"offer over {limit} bytes")
     body = await request.body()
-    if len(body) > cfg.max_offer_bytes:
-        raise HTTPException(413, f"offer over {cfg.max_offer_bytes} bytes")
+    if len(body) > limit:
+        raise HTTPException(413, f"offer over {limit} bytes")
     try:
-        offer = body.decode()
+        return body.decode()
     except UnicodeDecodeError:
         raise HTTPException(400, "the offer is not UTF-8 text") from None
+
+
+def _answer(sdp: str, location: str, resource: str) -> Response:
+    return Response(
+        sdp,
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": location, "ETag": f'"{resource}"'},
+    )
+
+
+@router.post("/whip/{stream_id}", status_code=201)
+async def whip_publish(stream_id: str, request: Request, services: ServicesDep) -> Response:
+    offer = await _read_offer(request, services.config.webrtc.max_offer_bytes)
     await _stream_token(services, request, stream_id)
     inbox = services.streams.whip.get(stream_id)
     try:
@@ -81,12 +94,7 @@ async def whip_publish(stream_id: str, request: Request, services: ServicesDep) 
     except RuntimeError as exc:
         raise HTTPException(409, str(exc)) from None
     location = f"/whip/{stream_id}/{session.resource_id}"
-    return Response(
-        answer,
-        status_code=201,
-        media_type="application/sdp",
-        headers={"Location": location, "ETag": f'"{session.resource_id}"'},
-    )
+    return _answer(answer, location, session.resource_id)
 
 
 @router.delete("/whip/{stream_id}/{resource_id}")
@@ -103,3 +111,25 @@ async def whip_end(
 @router.get("/publish", response_class=HTMLResponse)
 async def publish_page() -> str:
     return (resources.files("vlm_monitor") / "web" / "publish.html").read_text()
+
+
+@router.post("/whep/{stream_id}", status_code=201)
+async def whep_view(stream_id: str, request: Request, services: ServicesDep) -> Response:
+    """A WebRTC viewer of any stream (recvonly offer in, VP8 from the shared encoder out)."""
+    offer = await _read_offer(request, services.config.webrtc.max_offer_bytes)
+    if stream_id not in services.streams:
+        raise HTTPException(404, f"unknown stream {stream_id!r}")
+    try:
+        viewer, answer = await services.whep.view(stream_id, offer)
+    except OfferError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return _answer(answer, f"/whep/{stream_id}/{viewer.resource_id}", viewer.resource_id)
+
+
+@router.delete("/whep/{stream_id}/{resource_id}")
+async def whep_end(stream_id: str, resource_id: str, services: ServicesDep) -> dict[str, object]:
+    viewer = services.whep.viewers.get(resource_id)
+    if viewer is None or viewer.stream_id != stream_id:
+        raise HTTPException(404, f"no viewer {resource_id!r} on stream {stream_id!r}")
+    await services.whep.end(resource_id)
+    return {"stream": stream_id, "ended": True}
