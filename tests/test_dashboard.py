@@ -205,3 +205,45 @@ def test_dashboard_shows_flows_and_a_live_run(page, server, tmp_path) -> None:
         "() => document.querySelector('tr[data-flow=diamond]').dataset.state === 'stopped'",
         timeout=10000,
     )
+
+
+def test_dashboard_switches_to_webrtc_and_shows_latency(server, tmp_path) -> None:
+    srv = server({"streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}]})
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*FLAGS, "--disable-features=WebRtcHideLocalIpsWithMdns"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(srv.url + "/")
+            sel = "article[data-stream=cam]"
+            page.locator(sel).wait_for(timeout=15000)
+            # MJPEG first: the latency is read from the strip in the shown picture.
+            page.wait_for_function(
+                f"() => parseFloat(document.querySelector('{sel} .view-latency').dataset.ms) >= 0",
+                timeout=15000,
+            )
+            page.locator(f"{sel} .rtc-toggle").click()
+            page.wait_for_function(
+                f"""() => {{
+                    const card = document.querySelector('{sel}');
+                    const v = card.querySelector('.rtc-view');
+                    return card.dataset.view === 'webrtc' && v.videoWidth === 640 && !v.paused;
+                }}""",
+                timeout=20000,
+            )
+            assert page.inner_text(f"{sel} .view-kind") == "WebRTC"
+            page.wait_for_timeout(1500)
+            ms = float(page.get_attribute(f"{sel} .view-latency", "data-ms"))
+            assert 0 <= ms < 1000, ms
+            with srv.client() as c:
+                assert c.get("/api/streams/cam").json()["webrtc_view"]["viewers"] == 1
+            page.screenshot(path=str(tmp_path / "webrtc.png"))
+            page.locator(f"{sel} .rtc-toggle").click()  # back to MJPEG
+            assert page.get_attribute(sel, "data-view") == "mjpeg"
+        finally:
+            browser.close()

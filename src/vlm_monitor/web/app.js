@@ -12,6 +12,7 @@ function render(status) {
     $(".sid", card).textContent = status.id;
     $(".view", card).src = `/api/streams/${encodeURIComponent(status.id)}/mjpeg`;
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
+    $(".rtc-toggle", card).addEventListener("click", () => toggleWebRtc(card, status.id));
     $("#streams").append(card);
     cards.set(status.id, card);
     loadResults(status.id);
@@ -73,8 +74,63 @@ async function loadResults(id) {
   if (resp.ok) (await resp.json()).forEach((r) => addResult(r, false));
 }
 
+// WebRTC view (WHEP) with MJPEG as the fallback; the latency shown is glass to glass, read
+// from the test camera's timestamp strip in the shown picture.
+async function toggleWebRtc(card, id) {
+  if (card.rtc) return stopWebRtc(card, "MJPEG");
+  const pc = new RTCPeerConnection();
+  card.rtc = { pc, location: null };
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (ev) => { $(".rtc-view", card).srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "failed") stopWebRtc(card, "MJPEG (WebRTC failed)");
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
+      setTimeout(resolve, 2000);
+    });
+    const resp = await fetch(`/whep/${encodeURIComponent(id)}`, {
+      method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+    });
+    if (resp.status !== 201) throw new Error(`HTTP ${resp.status}`);
+    card.rtc.location = resp.headers.get("Location");
+    await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+  } catch (err) { return stopWebRtc(card, `MJPEG (WebRTC failed: ${err.message})`); }
+  $(".view", card).hidden = true;
+  $(".rtc-view", card).hidden = false;
+  $(".view-kind", card).textContent = "WebRTC";
+  card.dataset.view = "webrtc";
+  $(".rtc-toggle", card).textContent = "MJPEG";
+}
+
+function stopWebRtc(card, label) {
+  if (card.rtc) {
+    if (card.rtc.location) fetch(card.rtc.location, { method: "DELETE" }).catch(() => {});
+    card.rtc.pc.close();
+    card.rtc = null;
+  }
+  $(".rtc-view", card).hidden = true;
+  $(".view", card).hidden = false;
+  $(".view-kind", card).textContent = label;
+  card.dataset.view = "mjpeg";
+  $(".rtc-toggle", card).textContent = "WebRTC";
+}
+
+function measureLatency() {
+  for (const card of cards.values()) {
+    const el = card.dataset.view === "webrtc" ? $(".rtc-view", card) : $(".view", card);
+    const strip = readStrip(el);
+    const out = $(".view-latency", card);
+    if (strip) { const ms = Date.now() - strip.ts; out.textContent = `${ms} ms`; out.dataset.ms = ms; }
+  }
+}
+
 function drop(id) {
   const card = cards.get(id);
+  if (card && card.rtc) stopWebRtc(card, "MJPEG");
   if (card) { card.remove(); cards.delete(id); }
   $("#empty").hidden = cards.size > 0;
 }
@@ -134,4 +190,5 @@ function connectEvents(delay = 500) {
 
 refresh();
 setInterval(refresh, 1000);
+setInterval(measureLatency, 500);
 connectEvents();
