@@ -34,7 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/analyzers.py > bench-analyzers.json
 	$(BIN)/python bench/flows.py > bench-flows.json
 	$(BIN)/python bench/realtime.py > bench-realtime.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime)"
+	$(BIN)/python bench/webrtc.py > bench-webrtc.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
