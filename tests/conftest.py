@@ -89,3 +89,22 @@ def ffmpeg() -> str:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+SPEECH = "Hello, can you tell me what you see on the camera right now?"
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory) -> bytes:
+    """Real speech made offline: espeak-ng -> 16 kHz mono s16le."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None or shutil.which("ffmpeg") is None:
+        pytest.fail("espeak-ng/ffmpeg missing: run `make test` (scripts/install-os-deps.sh)")
+    tmp = tmp_path_factory.mktemp("speech")
+    subprocess.run([espeak, "-v", "en", "-s", "160", "-w", str(tmp / "s.wav"), SPEECH], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp / "s.wav"), "-ar", "16000", "-ac", "1",
+         "-f", "s16le", str(tmp / "s.pcm")],
+        check=True,
+    )  # fmt: skip
+    return (tmp / "s.pcm").read_bytes()

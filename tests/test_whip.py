@@ -309,3 +309,88 @@ def test_webrtc_view_shares_one_encoder_between_viewers(server, loopback_ice) ->
         await pc2.close()
 
     asyncio.run(run())
+
+
+def test_published_audio_and_video_feed_a_realtime_session(
+    server, loopback_ice, speech, tmp_path, monkeypatch
+) -> None:
+    """A WHIP publisher's microphone and camera are the input of a /ws/video session
+    (``?source=``): the VAD hears the published speech and the model gets its frames."""
+    import json
+    import subprocess
+
+    import websockets
+    from aiortc.contrib.media import MediaPlayer
+
+    from fake_realtime import DELTAS, FakeRealtime
+
+    wav = tmp_path / "speech.wav"
+    pcm = bytes(32000) + speech + bytes(32000 * 3)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-i",
+            "-",
+            str(wav),
+        ],
+        input=pcm,
+        check=True,
+    )
+    monkeypatch.setenv("FAKE_RT_KEY", "sk-test")
+    fake = FakeRealtime()
+    try:
+        config = whip_config()
+        config["realtime"] = {
+            "providers": [
+                {"kind": "dashscope", "url": fake.url("dashscope"), "api_key_env": "FAKE_RT_KEY"}
+            ]
+        }
+        srv = server(config)
+
+        async def run() -> list[dict]:
+            events: list[dict] = []
+            ws_url = srv.url.replace("http", "ws") + "/ws/video"
+            async with websockets.connect(ws_url + "?source=nope") as bad:
+                refused = json.loads(await bad.recv())
+                assert refused["type"] == "error" and refused["code"] == "bad_source"
+            async with websockets.connect(ws_url + "?source=exam-1-user-2") as ws:
+                assert json.loads(await ws.recv())["type"] == "ready"
+                pc = RTCPeerConnection()
+                player = MediaPlayer(str(wav))
+                pc.addTrack(player.audio)
+                pc.addTrack(SceneTrack())
+                await pc.setLocalDescription(await pc.createOffer())
+                async with httpx.AsyncClient(base_url=srv.url, timeout=20) as c:
+                    r = await c.post(
+                        "/whip/exam-1-user-2",
+                        content=pc.localDescription.sdp,
+                        headers={
+                            "Content-Type": "application/sdp",
+                            "Authorization": f"Bearer {TOKEN}",
+                        },
+                    )
+                assert r.status_code == 201, r.text
+                await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+                async with asyncio.timeout(30):
+                    while not (events and events[-1].get("type") == "response.done"):
+                        events.append(json.loads(await ws.recv()))
+                await pc.close()
+            return events
+
+        events = asyncio.run(run())
+    finally:
+        fake.close()
+    kinds = [e["type"] for e in events]
+    assert kinds.index("speech.started") < kinds.index("speech.stopped")
+    assert "".join(e["text"] for e in events if e["type"] == "text.delta") == "".join(DELTAS)
+    assert fake.of("input_image_buffer.append")  # the published picture
+    assert fake.of("input_audio_buffer.commit")

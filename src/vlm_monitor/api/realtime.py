@@ -1,4 +1,4 @@
-"""``WS /ws/video`` (seed 004's realtime session) and the ``/chat`` page."""
+"""``WS /ws/video[?source=<whip stream>]`` (seed 004's realtime session) and ``/chat``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import HTMLResponse
 
 from vlm_monitor.api.deps import ServicesDep
-from vlm_monitor.realtime.session import RealtimeSession
+from vlm_monitor.realtime.session import PublishedSource, RealtimeSession
 
 router = APIRouter()
 
@@ -27,7 +27,19 @@ async def video_session(ws: WebSocket, services: ServicesDep) -> None:
         )
         await ws.close(1013)
         return
-    await RealtimeSession(ws, config, metrics).run()
+    source = None
+    wanted = ws.query_params.get("source")
+    if wanted is not None:
+        if wanted not in services.streams or not services.streams.get(wanted).config.url.startswith(
+            "whip:"
+        ):
+            await ws.accept()
+            message = f"source {wanted!r} is not a whip:// stream of this server"
+            await ws.send_json({"type": "error", "code": "bad_source", "message": message})
+            await ws.close(1008)
+            return
+        source = PublishedSource(wanted, services.streams.whip.get(wanted), services.hub)
+    await RealtimeSession(ws, config, metrics, source).run()
 
 
 @router.get("/chat", response_class=HTMLResponse)

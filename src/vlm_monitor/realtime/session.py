@@ -23,13 +23,15 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from vlm_monitor.config import RealtimeConfig, RealtimeProviderConfig
+from vlm_monitor.hub import StreamHub
 from vlm_monitor.realtime.metrics import RealtimeMetrics, SessionStats
-from vlm_monitor.realtime.protocol import ProtocolError, normalise_frame, parse
+from vlm_monitor.realtime.protocol import JPEG_QUALITY, ProtocolError, normalise_frame, parse
 from vlm_monitor.realtime.providers.base import (
     ProviderUnavailable,
     RealtimeProvider,
@@ -38,8 +40,10 @@ from vlm_monitor.realtime.providers.base import (
 from vlm_monitor.realtime.providers.dashscope import DashScopeRealtime
 from vlm_monitor.realtime.providers.openai import OpenAIRealtime
 from vlm_monitor.realtime.vad import SAMPLE_RATE, Vad
+from vlm_monitor.webrtc.inbox import WhipInbox
 
 log = logging.getLogger("vlm_monitor.realtime")
+SOURCE_AUDIO_CHUNK = 3200
 VAD_BACKLOG_CHUNKS = 64  # audio messages waiting for the VAD; more means overload
 PREROLL_SLACK_MS = 2000
 # VAD runs on at most one thread per core: more would only make the ONNX calls contend.
@@ -50,9 +54,25 @@ KINDS: dict[str, type[RealtimeProvider]] = {
 }
 
 
+@dataclass(frozen=True)
+class PublishedSource:
+    """A WHIP-published stream whose audio and picture feed the session instead of (or as
+    well as) the browser's messages: ``/ws/video?source=<stream>``."""
+
+    stream_id: str
+    inbox: WhipInbox
+    hub: StreamHub
+
+
 class RealtimeSession:
-    def __init__(self, ws: WebSocket, config: RealtimeConfig, metrics: RealtimeMetrics) -> None:
-        self.ws, self.config, self.metrics = ws, config, metrics
+    def __init__(
+        self,
+        ws: WebSocket,
+        config: RealtimeConfig,
+        metrics: RealtimeMetrics,
+        source: PublishedSource | None = None,
+    ) -> None:
+        self.ws, self.config, self.metrics, self.source = ws, config, metrics, source
         self.id = f"ws_{uuid.uuid4().hex[:12]}"
         self.stats: SessionStats = metrics.opened(self.id)
         self.vad = Vad(config.vad.threshold, config.vad.min_speech_ms, config.vad.min_silence_ms)
@@ -119,8 +139,10 @@ class RealtimeSession:
         )
         if self.provider is None:
             await self.error("provider_unavailable", self.provider_error or "no provider")
-        vad_task = asyncio.create_task(self._vad_loop(), name=f"vad-{self.id}")
-        self._tasks.add(vad_task)
+        self._tasks.add(asyncio.create_task(self._vad_loop(), name=f"vad-{self.id}"))
+        if self.source is not None:
+            self._tasks.add(asyncio.create_task(self._pull_audio(self.source)))
+            self._tasks.add(asyncio.create_task(self._pull_video(self.source)))
         try:
             while True:
                 raw = await self.ws.receive()
@@ -268,6 +290,31 @@ class RealtimeSession:
             self.stats.add("frames_forwarded")
         except ProviderUnavailable as exc:
             await self.error("provider_unreachable", str(exc))
+
+    # --- a published stream as the input --------------------------------------------------
+    async def _pull_audio(self, source: PublishedSource) -> None:
+        listener = source.inbox.listen_audio()
+        pending = b""
+        try:
+            while True:
+                pending += await listener.get()
+                if len(pending) >= SOURCE_AUDIO_CHUNK:  # 100 ms, like a browser would send
+                    chunk, pending = pending, b""
+                    await self._audio(chunk)
+        finally:
+            source.inbox.audio_listeners.discard(listener)
+
+    async def _pull_video(self, source: PublishedSource) -> None:
+        sub = source.hub.subscribe(
+            source.stream_id, f"realtime:{self.id}", "latest", frame_rate=self.config.video_fps
+        )
+        try:
+            async for frame in sub:
+                self.stats.add("frames_received")
+                jpeg = await asyncio.to_thread(frame.jpeg, JPEG_QUALITY)
+                await self._video(jpeg)
+        finally:
+            source.hub.unsubscribe(sub)
 
     # --- upstream -----------------------------------------------------------------------
     async def _on_upstream(self, event: UpstreamEvent) -> None:

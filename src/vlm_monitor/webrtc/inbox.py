@@ -7,6 +7,8 @@ clips and flows as any other. Bounded: when the Source falls behind, the oldest 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -15,6 +17,7 @@ from typing import Any
 
 END = object()  # the publisher has gone
 MAX_QUEUED = 4
+AUDIO_BACKLOG = 100  # 20 ms WebRTC audio frames
 
 
 class PublisherStall(RuntimeError):
@@ -27,6 +30,19 @@ class WhipInbox:
         self._lock = threading.Lock()
         self.publishing = False
         self.dropped = 0
+        # The publisher's audio (16 kHz mono s16le) for realtime sessions that listen to this
+        # stream; touched on the event loop only. A listener that falls 2 s behind loses audio.
+        self.audio_listeners: set[asyncio.Queue[bytes]] = set()
+
+    def listen_audio(self) -> asyncio.Queue[bytes]:
+        listener: asyncio.Queue[bytes] = asyncio.Queue(AUDIO_BACKLOG)
+        self.audio_listeners.add(listener)
+        return listener
+
+    def publish_audio(self, pcm: bytes) -> None:
+        for listener in self.audio_listeners:
+            with contextlib.suppress(asyncio.QueueFull):
+                listener.put_nowait(pcm)
 
     def begin(self) -> None:
         self.publishing = True

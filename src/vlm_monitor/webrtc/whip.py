@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -99,7 +100,7 @@ class WhipService:
                 task = asyncio.create_task(self._pump(session, track))
             else:
                 session.audio = True
-                task = asyncio.create_task(self._drain(track))
+                task = asyncio.create_task(self._audio(session, track))
             session.tasks.add(task)
 
         @pc.on("connectionstatechange")
@@ -129,12 +130,17 @@ class WhipService:
             pass
 
     @staticmethod
-    async def _drain(track: MediaStreamTrack) -> None:
-        # Audio is accepted and read (so the peer's buffers do not fill); the realtime chat
-        # takes its audio over /ws/video.
+    async def _audio(session: Publish, track: MediaStreamTrack) -> None:
+        """Audio is read (so the peer's buffers never fill) and, as 16 kHz mono PCM, handed
+        to realtime sessions listening to this stream (``/ws/video?source=``)."""
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
         with contextlib.suppress(MediaStreamError):
             while True:
-                await track.recv()
+                frame = await track.recv()
+                if not session.inbox.audio_listeners or not isinstance(frame, av.AudioFrame):
+                    continue
+                for out in resampler.resample(frame):
+                    session.inbox.publish_audio(out.to_ndarray().tobytes())
 
     async def _watch(self, session: Publish) -> None:
         while True:
