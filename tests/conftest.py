@@ -108,3 +108,17 @@ def speech(tmp_path_factory) -> bytes:
         check=True,
     )  # fmt: skip
     return (tmp / "s.pcm").read_bytes()
+
+
+@pytest.fixture
+def speech_wav(speech, tmp_path) -> Path:
+    """1 s of silence, the speech, 3 s of silence: a WAV for fake microphones."""
+    wav = tmp_path / "speech.wav"
+    pcm = bytes(32000) + speech + bytes(32000 * 3)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "s16le", "-ar", "16000", "-ac", "1",
+         "-i", "-", str(wav)],
+        input=pcm,
+        check=True,
+    )  # fmt: skip
+    return wav

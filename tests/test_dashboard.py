@@ -7,24 +7,15 @@ from pathlib import Path
 import pytest
 
 from vlm_monitor.camera import strip
-from vlm_monitor.testing import CHROMIUM
-from vlm_monitor.testing import CHROMIUM_FLAGS as FLAGS
+from vlm_monitor.testing import CHROMIUM_MEDIA_FLAGS, chromium
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def page(tmp_path: Path):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium missing: run `make test` (scripts/install-os-deps.sh)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 900})
 
 
 def test_dashboard_shows_live_stream_and_manages_streams(page, camera, server, tmp_path) -> None:
@@ -209,41 +200,31 @@ def test_dashboard_shows_flows_and_a_live_run(page, server, tmp_path) -> None:
 
 def test_dashboard_switches_to_webrtc_and_shows_latency(server, tmp_path) -> None:
     srv = server({"streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}]})
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*FLAGS, "--disable-features=WebRtcHideLocalIpsWithMdns"],
+    with chromium(*CHROMIUM_MEDIA_FLAGS) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(srv.url + "/")
+        sel = "article[data-stream=cam]"
+        page.locator(sel).wait_for(timeout=15000)
+        # MJPEG first: the latency is read from the strip in the shown picture.
+        page.wait_for_function(
+            f"() => parseFloat(document.querySelector('{sel} .view-latency').dataset.ms) >= 0",
+            timeout=15000,
         )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(srv.url + "/")
-            sel = "article[data-stream=cam]"
-            page.locator(sel).wait_for(timeout=15000)
-            # MJPEG first: the latency is read from the strip in the shown picture.
-            page.wait_for_function(
-                f"() => parseFloat(document.querySelector('{sel} .view-latency').dataset.ms) >= 0",
-                timeout=15000,
-            )
-            page.locator(f"{sel} .rtc-toggle").click()
-            page.wait_for_function(
-                f"""() => {{
-                    const card = document.querySelector('{sel}');
-                    const v = card.querySelector('.rtc-view');
-                    return card.dataset.view === 'webrtc' && v.videoWidth === 640 && !v.paused;
-                }}""",
-                timeout=20000,
-            )
-            assert page.inner_text(f"{sel} .view-kind") == "WebRTC"
-            page.wait_for_timeout(1500)
-            ms = float(page.get_attribute(f"{sel} .view-latency", "data-ms"))
-            assert 0 <= ms < 1000, ms
-            with srv.client() as c:
-                assert c.get("/api/streams/cam").json()["webrtc_view"]["viewers"] == 1
-            page.screenshot(path=str(tmp_path / "webrtc.png"))
-            page.locator(f"{sel} .rtc-toggle").click()  # back to MJPEG
-            assert page.get_attribute(sel, "data-view") == "mjpeg"
-        finally:
-            browser.close()
+        page.locator(f"{sel} .rtc-toggle").click()
+        page.wait_for_function(
+            f"""() => {{
+                const card = document.querySelector('{sel}');
+                const v = card.querySelector('.rtc-view');
+                return card.dataset.view === 'webrtc' && v.videoWidth === 640 && !v.paused;
+            }}""",
+            timeout=20000,
+        )
+        assert page.inner_text(f"{sel} .view-kind") == "WebRTC"
+        page.wait_for_timeout(1500)
+        ms = float(page.get_attribute(f"{sel} .view-latency", "data-ms"))
+        assert 0 <= ms < 1000, ms
+        with srv.client() as c:
+            assert c.get("/api/streams/cam").json()["webrtc_view"]["viewers"] == 1
+        page.screenshot(path=str(tmp_path / "webrtc.png"))
+        page.locator(f"{sel} .rtc-toggle").click()  # back to MJPEG
+        assert page.get_attribute(sel, "data-view") == "mjpeg"

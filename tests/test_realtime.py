@@ -7,7 +7,6 @@ import asyncio
 import base64
 import itertools
 import json
-import subprocess
 
 import cv2
 import numpy as np
@@ -16,6 +15,7 @@ import websockets
 
 from fake_realtime import DELTAS, TRANSCRIPT, FakeRealtime
 from vlm_monitor.realtime.vad import Vad
+from vlm_monitor.testing import CHROMIUM_MEDIA_FLAGS, chromium
 
 
 def silence(seconds: float) -> bytes:
@@ -268,61 +268,28 @@ def test_bad_input_gets_error_events_and_the_session_goes_on(server, speech) -> 
 
 
 @pytest.mark.browser
-def test_chat_page_in_chromium_streams_and_shows_the_answer(server, fake, speech, tmp_path) -> None:
-    from vlm_monitor.testing import CHROMIUM, CHROMIUM_FLAGS
-
-    wav = tmp_path / "speech.wav"
-    pcm = silence(1) + speech + silence(3)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "16000",
-            "-ac",
-            "1",
-            "-i",
-            "-",
-            str(wav),
-        ],
-        input=pcm,
-        check=True,
-    )
+def test_chat_page_in_chromium_streams_and_shows_the_answer(
+    server, fake, speech_wav, tmp_path
+) -> None:
     srv = server(provider_config(fake, "dashscope"))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                *CHROMIUM_FLAGS,
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
+    with chromium(
+        *CHROMIUM_MEDIA_FLAGS,
+        f"--use-file-for-fake-audio-capture={speech_wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ) as browser:
+        page = browser.new_page()
+        page.goto(srv.url + "/chat")
+        page.click("#connect")
+        page.wait_for_function(
+            "() => document.getElementById('session').dataset.sessionId", timeout=10000
         )
-        try:
-            page = browser.new_page()
-            page.goto(srv.url + "/chat")
-            page.click("#connect")
-            page.wait_for_function(
-                "() => document.getElementById('session').dataset.sessionId", timeout=10000
-            )
-            page.click("#start")
-            page.wait_for_function(
-                "() => document.getElementById('response').dataset.done === 'completed'",
-                timeout=40000,
-            )
-            shown = page.inner_text("#response")
-            page.screenshot(path=str(tmp_path / "chat.png"))
-        finally:
-            browser.close()
+        page.click("#start")
+        page.wait_for_function(
+            "() => document.getElementById('response').dataset.done === 'completed'",
+            timeout=40000,
+        )
+        shown = page.inner_text("#response")
+        page.screenshot(path=str(tmp_path / "chat.png"))
     assert "".join(DELTAS).strip() in shown
     assert fake.of("input_image_buffer.append")  # the fake camera's frames reached the model
     assert fake.of("input_audio_buffer.commit")

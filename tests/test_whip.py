@@ -16,7 +16,7 @@ from av import VideoFrame
 
 from vlm_monitor.camera import strip
 from vlm_monitor.camera.scene import SyntheticScene
-from vlm_monitor.testing import CHROMIUM, CHROMIUM_FLAGS, wait_until
+from vlm_monitor.testing import CHROMIUM_MEDIA_FLAGS, chromium, wait_until
 
 TOKEN = "publish-secret-1"
 
@@ -199,46 +199,27 @@ def test_chromium_publishes_from_the_publish_page(server, tmp_path) -> None:
             "webrtc": {"publisher_timeout_s": 5},
         }
     )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                *CHROMIUM_FLAGS,
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(srv.url + "/publish")
-            page.click("#camera")
-            page.wait_for_function(
-                "() => !document.getElementById('publish').disabled", timeout=10000
+    with chromium(*CHROMIUM_MEDIA_FLAGS) as browser:
+        page = browser.new_page()
+        page.goto(srv.url + "/publish")
+        page.click("#camera")
+        page.wait_for_function("() => !document.getElementById('publish').disabled", timeout=10000)
+        page.fill("#stream", "exam-7-user-8")
+        page.click("#publish")
+        with srv.client() as c:
+            status = wait_until(
+                lambda: (
+                    (s := c.get("/api/streams/exam-7-user-8").json())["state"] == "live"
+                    and s["frames_in"] > 10
+                    and s
+                ),
+                30,
+                what="the browser's stream live",
             )
-            page.fill("#stream", "exam-7-user-8")
-            page.click("#publish")
-            with srv.client() as c:
-                status = wait_until(
-                    lambda: (
-                        (s := c.get("/api/streams/exam-7-user-8").json())["state"] == "live"
-                        and s["frames_in"] > 10
-                        and s
-                    ),
-                    30,
-                    what="the browser's stream live",
-                )
-                assert status["transport"] == "webrtc" and status["publisher"]["frames"] > 10
-                page.screenshot(path=str(tmp_path / "publish.png"))
-                page.click("#stop")
-                wait_until(
-                    lambda: c.get("/api/streams/exam-7-user-8").json()["state"] == "stopped", 10
-                )
-        finally:
-            browser.close()
+            assert status["transport"] == "webrtc" and status["publisher"]["frames"] > 10
+            page.screenshot(path=str(tmp_path / "publish.png"))
+            page.click("#stop")
+            wait_until(lambda: c.get("/api/streams/exam-7-user-8").json()["state"] == "stopped", 10)
 
 
 def test_webrtc_view_shares_one_encoder_between_viewers(server, loopback_ice) -> None:
@@ -312,39 +293,17 @@ def test_webrtc_view_shares_one_encoder_between_viewers(server, loopback_ice) ->
 
 
 def test_published_audio_and_video_feed_a_realtime_session(
-    server, loopback_ice, speech, tmp_path, monkeypatch
+    server, loopback_ice, speech_wav, monkeypatch
 ) -> None:
     """A WHIP publisher's microphone and camera are the input of a /ws/video session
     (``?source=``): the VAD hears the published speech and the model gets its frames."""
     import json
-    import subprocess
 
     import websockets
     from aiortc.contrib.media import MediaPlayer
 
     from fake_realtime import DELTAS, FakeRealtime
 
-    wav = tmp_path / "speech.wav"
-    pcm = bytes(32000) + speech + bytes(32000 * 3)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "16000",
-            "-ac",
-            "1",
-            "-i",
-            "-",
-            str(wav),
-        ],
-        input=pcm,
-        check=True,
-    )
     monkeypatch.setenv("FAKE_RT_KEY", "sk-test")
     fake = FakeRealtime()
     try:
@@ -365,7 +324,7 @@ def test_published_audio_and_video_feed_a_realtime_session(
             async with websockets.connect(ws_url + "?source=exam-1-user-2") as ws:
                 assert json.loads(await ws.recv())["type"] == "ready"
                 pc = RTCPeerConnection()
-                player = MediaPlayer(str(wav))
+                player = MediaPlayer(str(speech_wav))
                 pc.addTrack(player.audio)
                 pc.addTrack(SceneTrack())
                 await pc.setLocalDescription(await pc.createOffer())

@@ -201,6 +201,31 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# Fake camera and microphone, no permission prompt, real host ICE candidates (not mDNS).
+CHROMIUM_MEDIA_FLAGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Headless Chromium driven by Playwright (a dev dependency); yields the browser."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("chromium missing: run `make test` (scripts/install-os-deps.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, *extra_args]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @contextlib.contextmanager
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vlm-monitor-") as tmp:
