@@ -9,6 +9,7 @@ PKGS=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   tesseract-ocr tesseract-ocr-eng                          # the OCR analyzer
   espeak-ng                                                # speech for the realtime VAD tests
+  redis-server                                             # bus kind redis (multi-node tests)
 )
 missing=()
 for p in "${PKGS[@]}"; do

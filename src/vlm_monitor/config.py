@@ -309,6 +309,16 @@ class WebRtcConfig(_Model):
     max_offer_bytes: int = Field(65536, ge=1024)
 
 
+class BusConfig(_Model):
+    """``local``: one process (the default). ``redis``: events and Socket.IO reach every
+    node sharing the Redis server."""
+
+    kind: Literal["local", "redis"] = "local"
+    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+    channel: str = Field("vlm-monitor", pattern=r"^[A-Za-z0-9:_.-]{1,100}$")
+    node_id: str | None = Field(None, max_length=100, description="default: host:port")
+
+
 class WorkerConfig(_Model):
     """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
 
@@ -326,6 +336,7 @@ class Config(_Model):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
+    bus: BusConfig = Field(default_factory=BusConfig)
 
     @model_validator(mode="before")
     @classmethod

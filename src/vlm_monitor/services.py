@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from vlm_monitor.analyzers.base import AnalysisResult
 from vlm_monitor.analyzers.service import AnalyzerService
 from vlm_monitor.analyzers.sessions import SessionMap
 from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.broadcast.redis_relay import RedisRelay
 from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
@@ -50,7 +52,13 @@ class Services:
         self.sessions = SessionMap(self.store, config.analysis.session_pattern)
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
-        self.socketio = SocketIOBridge(self.bus)
+        self.relay: RedisRelay | None = None
+        redis_url = None
+        if config.bus.kind == "redis":
+            node = config.bus.node_id or f"{socket.gethostname()}:{config.server.port}"
+            self.relay = RedisRelay(self.bus, config.bus.url, config.bus.channel, node)
+            redis_url = config.bus.url
+        self.socketio = SocketIOBridge(self.bus, redis_url, config.bus.channel)
         self.flows = FlowManager(self)
         self.realtime_metrics = RealtimeMetrics()
         restrict_ice(config.webrtc.ice_addresses)
@@ -58,6 +66,9 @@ class Services:
         self.whep = WhepService(self.hub)
         self.streams.hooks += [self.clips, self.analyzers]
         self.streams.status_extras.append(self._extra_status)
+
+    def bus_status(self) -> dict[str, Any]:
+        return {"kind": "local"} if self.relay is None else self.relay.status()
 
     def _extra_status(self, stream_id: str) -> dict[str, Any]:
         extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}
@@ -87,6 +98,8 @@ class Services:
         self.bus.bind(loop)
         self.analyzers.bind(loop)
         await self.sessions.load()
+        if self.relay is not None:
+            await self.relay.start()
         await self.socketio.start()
         for stream in self.config.streams:
             await self.streams.add(stream, persistent=False)
@@ -116,6 +129,8 @@ class Services:
         await asyncio.to_thread(self.clips.stop_all)
         await self.analyzers.stop_all()
         await self.socketio.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         await asyncio.to_thread(self.analysis_writer.close)
         self.providers.close()
         self.jpeg.close()

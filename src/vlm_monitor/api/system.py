@@ -35,6 +35,7 @@ async def status(services: ServicesDep) -> dict[str, Any]:
         "streams": services.streams.statuses(),
         "event_listeners": services.bus.listeners,
         "flows_running": len(services.flows.active),
+        "bus": services.bus_status(),
         "threads": threading.active_count(),
         "tasks": len(asyncio.all_tasks()),
     }
@@ -126,6 +127,7 @@ class HubCollector(Collector):
         yield from (clip_counts, lag, per_min, breaker)
         yield from self._analyzers()
         yield from self._realtime()
+        yield from self._bus()
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")
@@ -201,6 +203,17 @@ class HubCollector(Collector):
                 if pct is not None:
                     latency.add_metric([what, str(q / 100)], pct)
         yield from (active, opened, counts, latency)
+
+    def _bus(self) -> Iterator[Metric]:
+        status = self.services.bus_status()
+        if status["kind"] != "redis":
+            return
+        up = GaugeMetricFamily("vlm_bus_connected", "1 while the Redis relay is connected")
+        up.add_metric([], 1.0 if status["connected"] else 0.0)
+        counts = CounterMetricFamily("vlm_bus_relay", "Redis relay counters", labels=["counter"])
+        for key in ("sent", "received", "dropped", "reconnects"):
+            counts.add_metric([key], status[key])
+        yield from (up, counts)
 
 
 def metrics_registry(services: Services) -> CollectorRegistry:

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from vlm_monitor.types import Event
@@ -50,6 +51,7 @@ class EventBus:
         self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING_EVENTS)
         self.published = 0
         self.cut_off = 0  # listeners dropped for being too slow
+        self.forwarders: list[Callable[[dict[str, Any]], None]] = []
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -79,8 +81,15 @@ class EventBus:
     def last_seq(self) -> int:
         return int(self._ring[-1]["seq"]) if self._ring else 0
 
-    def publish(self, event: Event) -> dict[str, Any]:
+    def publish(self, event: Event, origin: str | None = None) -> dict[str, Any]:
+        """``origin``: the node an event relayed from another node came from (None: here).
+        Local events are also handed to the ``forwarders`` (e.g. the Redis relay)."""
         doc = {"seq": next(self._seq), **event.to_json()}
+        if origin is not None:
+            doc["node"] = origin
+        else:
+            for forward in self.forwarders:
+                forward(doc)
         self.published += 1
         self._ring.append(doc)
         for listener in list(self._listeners):

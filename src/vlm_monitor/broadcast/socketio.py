@@ -53,11 +53,22 @@ def _room_of(data: Any) -> str | None:
 
 
 class SocketIOBridge:
-    def __init__(self, bus: EventBus) -> None:
+    """With ``redis_url`` (bus kind redis), python-socketio's Redis manager carries every
+    emit to the clients of every node; each node then emits only its own results."""
+
+    def __init__(self, bus: EventBus, redis_url: str | None = None, channel: str = "") -> None:
         self.bus = bus
+        self.multi_node = redis_url is not None
+        manager = (
+            socketio.AsyncRedisManager(redis_url, channel=f"{channel}:socketio")
+            if redis_url is not None
+            else None
+        )
         # cors_allowed_origins=None: browsers may connect from this server's own origin only
         # (clients that send no Origin, like python-socketio, are not affected).
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None, logger=False)
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", cors_allowed_origins=None, logger=False, client_manager=manager
+        )
         self.emitted = 0
         self._task: asyncio.Task[None] | None = None
         for namespace in NAMESPACES:
@@ -106,7 +117,7 @@ class SocketIOBridge:
             try:
                 while not listener.overflowed.is_set():
                     doc = await listener.get()
-                    if doc["type"] == "analysis":
+                    if doc["type"] == "analysis" and not (self.multi_node and "node" in doc):
                         await self._emit(doc)
                 # Fell behind by a whole queue: resume from where we were.
                 since = listener.last_seq
