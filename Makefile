@@ -35,7 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/flows.py > bench-flows.json
 	$(BIN)/python bench/realtime.py > bench-realtime.json
 	$(BIN)/python bench/webrtc.py > bench-webrtc.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc)"
+	$(BIN)/python bench/scale.py > bench-scale.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache

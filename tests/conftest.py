@@ -3,10 +3,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from vlm_monitor.testing import CameraProcess, ChildProcess, ServerProcess, free_port, wait_until
 
@@ -122,3 +124,33 @@ def speech_wav(speech, tmp_path) -> Path:
         check=True,
     )  # fmt: skip
     return wav
+
+
+class RedisServer:
+    def __init__(self, tmp_path) -> None:
+        path = shutil.which("redis-server")
+        if path is None:
+            pytest.fail("redis-server missing: run `make test` (scripts/install-os-deps.sh)")
+        self.path, self.tmp, self.port = path, tmp_path, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: ChildProcess | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = ChildProcess(
+            [self.path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            self.tmp / f"redis-{time.monotonic_ns()}.out",
+        )  # fmt: skip
+        wait_until(lambda: redis.Redis.from_url(self.url).ping(), 10, what="redis up")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

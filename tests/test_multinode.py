@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections import Counter
 
 import httpx
-import pytest
-import redis
 import socketio
 import websockets
 
-from vlm_monitor.testing import ChildProcess, free_port, wait_until
+from vlm_monitor.testing import wait_until
 
 FACE = "synthetic://?fps=10&size=640x360&scene=face"
 PLAIN = "synthetic://?fps=5&size=320x180"
@@ -31,36 +28,6 @@ def result(stream: str, text: str) -> dict:
         "inference_start_time": now - 1,
         "inference_end_time": now,
     }
-
-
-class RedisServer:
-    def __init__(self, tmp_path) -> None:
-        path = shutil.which("redis-server")
-        if path is None:
-            pytest.fail("redis-server missing: run `make test` (scripts/install-os-deps.sh)")
-        self.path, self.tmp, self.port = path, tmp_path, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: ChildProcess | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = ChildProcess(
-            [self.path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            self.tmp / f"redis-{time.monotonic_ns()}.out",
-        )  # fmt: skip
-        wait_until(lambda: redis.Redis.from_url(self.url).ping(), 10, what="redis up")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 def node(server, redis_server, name: str, streams: list | None = None):

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the stream's clip processor here; results go to the backend",
     )
     worker.add_argument("--data-dir", default="./data-worker", help="clip files (with --clips)")
+    worker.add_argument(
+        "--redis-url",
+        help="process clip jobs from Redis Streams (providers and bus channel from --config)",
+    )
+    worker.add_argument("--claim-idle", type=float, default=30.0, help="take over jobs idle S s")
+    worker.add_argument("--max-attempts", type=int, default=3, help="then: dead-letter stream")
 
     stop = sub.add_parser("stop", help="stop what 'demo' started")
     stop.add_argument("--data-dir", default="./data")
@@ -136,6 +142,21 @@ def _worker(args: argparse.Namespace) -> int:
     from vlm_monitor.worker.main import run_worker
 
     config = load_config(args.config)
+    if args.redis_url:
+        from vlm_monitor.worker.jobs import JobWorker
+
+        worker = JobWorker(
+            args.redis_url,
+            config.bus.channel,
+            config.vlm.providers,
+            name=None if args.name == "worker" else args.name,
+            claim_idle_s=args.claim_idle,
+            max_attempts=args.max_attempts,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            worker.run(args.duration)
+        return 0
     stream = args.stream or (config.streams[0].id if config.streams else None)
     if stream is None:
         print(

@@ -89,6 +89,10 @@ class ClipsConfig(_Model):
         None, alias="schema", description="JSON schema for structured answers"
     )
     concurrency: int = Field(1, ge=1, le=16, description="inference workers for this stream")
+    dispatch: Literal["local", "redis"] = Field(
+        "local", description="redis: clip jobs go to `vlm-monitor worker --redis-url` processes"
+    )
+    max_backlog: int = Field(100, ge=1, description="dispatch redis: jobs waiting, then refused")
     max_in_flight: int = Field(10, ge=1, le=100, description="clips waiting for the VLM")
     deadline_s: float = Field(120.0, gt=0, description="older clips are dropped as stale")
     stale_policy: Literal["latest_wins", "drop_oldest"] = "drop_oldest"
@@ -360,6 +364,9 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
+        for stream in self.streams:
+            if stream.clips and stream.clips.dispatch == "redis" and self.bus.kind != "redis":
+                raise ValueError(f"streams.{stream.id}.clips.dispatch redis needs bus.kind redis")
         seen: set[str] = set()
         for stream in self.streams:
             if stream.id in seen:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from vlm_monitor.analyzers.base import AnalysisResult
 from vlm_monitor.analyzers.service import AnalyzerService
@@ -31,6 +32,7 @@ from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
+from vlm_monitor.worker.jobs import queue_status
 
 log = logging.getLogger("vlm_monitor.services")
 
@@ -47,7 +49,12 @@ class Services:
         self.remote = RemoteSubscriptions()
         self.providers = ProviderSet(config.vlm.providers)
         self.clips = ClipService(
-            self.providers, self.hub, self.bus, self.store, Path(config.server.data_dir)
+            self.providers,
+            self.hub,
+            self.bus,
+            self.store,
+            Path(config.server.data_dir),
+            config.bus if config.bus.kind == "redis" else None,
         )
         self.sessions = SessionMap(self.store, config.analysis.session_pattern)
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
@@ -69,6 +76,15 @@ class Services:
 
     def bus_status(self) -> dict[str, Any]:
         return {"kind": "local"} if self.relay is None else self.relay.status()
+
+    def job_status(self) -> dict[str, Any] | None:
+        """Clip job queue and workers (bus kind redis). Blocking: call in a thread."""
+        if self.relay is None:
+            return None
+        try:
+            return queue_status(self.config.bus.url, self.config.bus.channel)
+        except RedisError as exc:
+            return {"error": f"redis: {exc}"}
 
     def _extra_status(self, stream_id: str) -> dict[str, Any]:
         extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}

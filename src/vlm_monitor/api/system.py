@@ -36,6 +36,7 @@ async def status(services: ServicesDep) -> dict[str, Any]:
         "event_listeners": services.bus.listeners,
         "flows_running": len(services.flows.active),
         "bus": services.bus_status(),
+        "jobs": await asyncio.to_thread(services.job_status),
         "threads": threading.active_count(),
         "tasks": len(asyncio.all_tasks()),
     }

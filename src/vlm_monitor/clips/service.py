@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.clips.processor import AsyncVideoProcessor
 from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import ResultData
-from vlm_monitor.config import ClipsConfig, StreamConfig, parse_size
+from vlm_monitor.config import BusConfig, ClipsConfig, StreamConfig, parse_size
 from vlm_monitor.hub import StreamHub, Subscription
 from vlm_monitor.storage.db import Store
 from vlm_monitor.types import Event
+from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
+from vlm_monitor.worker.jobs import RedisClipDispatcher
 
 log = logging.getLogger("vlm_monitor.clips")
 REMOVAL_WAIT_S = 2.0
@@ -52,9 +55,16 @@ class StreamClips:
 
 class ClipService:
     def __init__(
-        self, providers: ProviderSet, hub: StreamHub, bus: EventBus, store: Store, data_dir: Path
+        self,
+        providers: ProviderSet,
+        hub: StreamHub,
+        bus: EventBus,
+        store: Store,
+        data_dir: Path,
+        redis_bus: BusConfig | None = None,
     ) -> None:
         self.hub, self.bus, self.store = hub, bus, store
+        self.redis_bus = redis_bus  # set when clip jobs may go to Redis workers
         self.clips_dir = data_dir / "clips"
         self.providers = providers
         self.running: dict[str, StreamClips] = {}
@@ -69,12 +79,18 @@ class ClipService:
             self.clips_dir / stream.id, config.max_age_s, config.max_total_mb, config.min_free_mb
         )
         processor = AsyncVideoProcessor(
-            stream.id, config, store, self.providers.analyzer(config), self._on_result
+            stream.id, config, store, self._analyzer(config), self._on_result
         )
         runner = StreamClips(stream.id, config, self.hub, processor)
         with self._lock:
             self.running[stream.id] = runner
         runner.start()
+
+    def _analyzer(self, config: ClipsConfig) -> Callable[[VlmRequest], tuple[str, VlmAnswer]]:
+        if config.dispatch == "redis" and self.redis_bus is not None:
+            bus = self.redis_bus
+            return RedisClipDispatcher(bus.url, bus.channel, config, config.max_backlog)
+        return self.providers.analyzer(config)
 
     def stop_stream(self, stream_id: str, timeout: float = 30.0) -> None:
         with self._lock:
