@@ -108,6 +108,10 @@ def test_a_killed_workers_job_is_taken_over_nothing_lost_nothing_twice(
         status = c.get("/api/status").json()
     workers = status["jobs"]["workers"]
     assert workers["w2"]["done"] >= 1 and "last_heartbeat" in workers["w2"]
+    with srv.client() as c:
+        metrics = c.get("/metrics").text
+    assert 'vlm_worker_jobs_total{outcome="done",worker="w2"}' in metrics
+    assert 'vlm_jobs{state="dead"} 0.0' in metrics
     assert status["jobs"]["dead"] == 0
     for s in status["streams"]:
         assert s["clips"]["inference_errors"] == 0
@@ -148,3 +152,19 @@ def test_a_full_backlog_refuses_clips_with_an_error_not_silently(
     )
     assert any("no worker answered within 2 s" in e for e in seen)
     assert any("job backlog full (1 clip jobs wait for workers)" in e for e in seen)
+
+
+def test_a_worker_survives_a_redis_restart(server, redis_server, fake, worker) -> None:
+    srv = backend(server, redis_server, fake, 1)
+    worker("w", "--claim-idle", "2")
+    wait_until(lambda: [r for r in results(srv) if not r["error"]], 30, what="a first result")
+    redis_server.stop()
+    time.sleep(2)
+    redis_server.start()  # empty: the group, the jobs and the heartbeats are gone
+    before = {r["id"] for r in results(srv)}
+    fresh = wait_until(
+        lambda: [r for r in results(srv) if r["id"] not in before and not r["error"]],
+        40,
+        what="results after the restart",
+    )
+    assert fresh[0]["stream"] == "cam0"

@@ -60,6 +60,7 @@ class Services:
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
         self.relay: RedisRelay | None = None
+        self.last_job_status: dict[str, Any] | None = None
         redis_url = None
         if config.bus.kind == "redis":
             node = config.bus.node_id or f"{socket.gethostname()}:{config.server.port}"
@@ -78,13 +79,15 @@ class Services:
         return {"kind": "local"} if self.relay is None else self.relay.status()
 
     def job_status(self) -> dict[str, Any] | None:
-        """Clip job queue and workers (bus kind redis). Blocking: call in a thread."""
+        """Clip job queue and workers (bus kind redis). Blocking: call in a thread. The last
+        answer is kept for /metrics, whose collectors must not wait on Redis."""
         if self.relay is None:
             return None
         try:
-            return queue_status(self.config.bus.url, self.config.bus.channel)
+            self.last_job_status = queue_status(self.config.bus.url, self.config.bus.channel)
         except RedisError as exc:
             return {"error": f"redis: {exc}"}
+        return self.last_job_status
 
     def _extra_status(self, stream_id: str) -> dict[str, Any]:
         extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}

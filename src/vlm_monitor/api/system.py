@@ -209,6 +209,24 @@ class HubCollector(Collector):
         status = self.services.bus_status()
         if status["kind"] != "redis":
             return
+        jobs = self.services.last_job_status  # refreshed by each /api/status, never waited for
+        if jobs is not None:
+            queue = GaugeMetricFamily("vlm_jobs", "clip jobs in Redis", labels=["state"])
+            queue.add_metric(["queued"], jobs["queued"])
+            queue.add_metric(["dead"], jobs["dead"])
+            beat = GaugeMetricFamily(
+                "vlm_worker_heartbeat_age_seconds", "since each worker's last heartbeat",
+                labels=["worker"],
+            )  # fmt: skip
+            done = CounterMetricFamily(
+                "vlm_worker_jobs", "jobs per worker", labels=["worker", "outcome"]
+            )
+            now = time.time()
+            for name, w in jobs["workers"].items():
+                beat.add_metric([name], round(now - w["last_heartbeat"], 3))
+                for outcome in ("done", "failed", "dead"):
+                    done.add_metric([name, outcome], w[outcome])
+            yield from (queue, beat, done)
         up = GaugeMetricFamily("vlm_bus_connected", "1 while the Redis relay is connected")
         up.add_metric([], 1.0 if status["connected"] else 0.0)
         counts = CounterMetricFamily("vlm_bus_relay", "Redis relay counters", labels=["counter"])
