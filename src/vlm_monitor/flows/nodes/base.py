@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import string
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -112,7 +113,7 @@ class RunContext:
         return string.Template(template).safe_substitute(values)
 
 
-class NodeType:
+class NodeType(ABC):
     type_name: ClassVar[str]
     description: ClassVar[str] = ""
     ParamsModel: ClassVar[type[BaseModel]] = Params
@@ -135,14 +136,15 @@ class NodeType:
         """Problems beyond types and counts (e.g. an expression naming a missing input)."""
         return []
 
-    async def start(self, services: Services) -> None:
+    async def start(self, services: Services) -> None:  # noqa: B027 (an optional hook)
         """Called when the flow starts (e.g. to begin buffering frames)."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 (an optional hook)
         """Called when the flow stops."""
 
+    @abstractmethod
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """The node's work for one run; blocking parts through ``ctx.blocking``."""
 
 
 NODE_TYPES: dict[str, type[NodeType]] = {}

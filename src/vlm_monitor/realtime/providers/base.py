@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ class ProviderUnavailable(RuntimeError):
     pass
 
 
-class RealtimeProvider:
+class RealtimeProvider(ABC):
     name = "base"
     output_sample_rate = 24000
 
@@ -66,17 +67,38 @@ class RealtimeProvider:
     def endpoint(self) -> str:
         return f"{self.url}?model={self.model}"
 
-    def session_update(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def session_update(self) -> dict[str, Any]: ...
 
-    def audio_event(self, pcm16k: bytes) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def audio_event(self, pcm16k: bytes) -> dict[str, Any]: ...
 
-    def image_event(self, jpeg: bytes) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def image_event(self, jpeg: bytes) -> dict[str, Any]: ...
 
     def translate(self, event: dict[str, Any]) -> UpstreamEvent | None:
-        raise NotImplementedError
+        """The server events of both protocols (OpenAI's GA names and the beta/DashScope
+        ones, which differ only in some names) mapped to ours."""
+        kind = event.get("type", "")
+        if kind in ("response.text.delta", "response.output_text.delta"):
+            return UpstreamEvent("text.delta", {"text": event.get("delta", "")})
+        if kind in ("response.audio_transcript.delta", "response.output_audio_transcript.delta"):
+            return UpstreamEvent("text.delta", {"text": event.get("delta", ""), "from_audio": True})
+        if kind in ("response.audio.delta", "response.output_audio.delta"):
+            return UpstreamEvent("audio.delta", {"audio": event.get("delta", "")})
+        if kind == "conversation.item.input_audio_transcription.completed":
+            return UpstreamEvent("transcript", {"text": event.get("transcript", "")})
+        if kind == "response.done":
+            response = event.get("response") or {}
+            return UpstreamEvent("response.done", {"status": response.get("status", "completed")})
+        if kind == "error":
+            error = event.get("error") or {}
+            return UpstreamEvent(
+                "error",
+                {"code": "upstream_" + str(error.get("code") or error.get("type") or "error"),
+                 "message": str(error.get("message", "upstream error"))},
+            )  # fmt: skip
+        return None
 
     # --- the session's calls ----------------------------------------------------------
     async def append_audio(self, pcm16k: bytes) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlm_monitor.realtime.providers.base import RealtimeProvider, UpstreamEvent, b64
+from vlm_monitor.realtime.providers.base import RealtimeProvider, b64
 
 
 class DashScopeRealtime(RealtimeProvider):
@@ -35,30 +35,3 @@ class DashScopeRealtime(RealtimeProvider):
 
     def image_event(self, jpeg: bytes) -> dict[str, Any]:
         return {"type": "input_image_buffer.append", "image": b64(jpeg)}
-
-    def translate(self, event: dict[str, Any]) -> UpstreamEvent | None:
-        return translate_common(event)
-
-
-def translate_common(event: dict[str, Any]) -> UpstreamEvent | None:
-    """Both providers' server events (OpenAI's GA names and the beta/DashScope ones)."""
-    kind = event.get("type", "")
-    if kind in ("response.text.delta", "response.output_text.delta"):
-        return UpstreamEvent("text.delta", {"text": event.get("delta", "")})
-    if kind in ("response.audio_transcript.delta", "response.output_audio_transcript.delta"):
-        return UpstreamEvent("text.delta", {"text": event.get("delta", ""), "from_audio": True})
-    if kind in ("response.audio.delta", "response.output_audio.delta"):
-        return UpstreamEvent("audio.delta", {"audio": event.get("delta", "")})
-    if kind == "conversation.item.input_audio_transcription.completed":
-        return UpstreamEvent("transcript", {"text": event.get("transcript", "")})
-    if kind == "response.done":
-        response = event.get("response") or {}
-        return UpstreamEvent("response.done", {"status": response.get("status", "completed")})
-    if kind == "error":
-        error = event.get("error") or {}
-        return UpstreamEvent(
-            "error",
-            {"code": "upstream_" + str(error.get("code") or error.get("type") or "error"),
-             "message": str(error.get("message", "upstream error"))},
-        )  # fmt: skip
-    return None

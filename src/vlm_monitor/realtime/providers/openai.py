@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlm_monitor.realtime.providers.base import RealtimeProvider, UpstreamEvent, b64
-from vlm_monitor.realtime.providers.dashscope import translate_common
+from vlm_monitor.realtime.providers.base import RealtimeProvider, b64
 
 MIN_COMMIT_SAMPLES_24K = 2400  # 100 ms
 
@@ -88,6 +87,3 @@ class OpenAIRealtime(RealtimeProvider):
             return  # the API rejects commits of < 100 ms
         self._uncommitted = 0
         await super().commit_and_respond()
-
-    def translate(self, event: dict[str, Any]) -> UpstreamEvent | None:
-        return translate_common(event)
