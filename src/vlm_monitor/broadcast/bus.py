@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from vlm_monitor.types import Event
@@ -69,6 +69,21 @@ class EventBus:
                 listener.put(doc)
         self._listeners.add(listener)
         return listener, complete
+
+    async def follow(self) -> AsyncGenerator[dict[str, Any], None]:
+        """Every event from now on, for in-process consumers (Socket.IO, flow triggers): one
+        that falls a whole queue behind resumes from the ring where it was, instead of being
+        cut off like a remote client. Use with ``contextlib.aclosing`` so that cancelling the
+        consumer unregisters it at once."""
+        since: int | None = None
+        while True:
+            listener, _ = self.listen(since)
+            try:
+                while not listener.overflowed.is_set():
+                    yield await listener.get()
+                since = listener.last_seq
+            finally:
+                self.unlisten(listener)
 
     def unlisten(self, listener: EventQueue) -> None:
         self._listeners.discard(listener)

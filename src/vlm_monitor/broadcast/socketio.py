@@ -111,18 +111,10 @@ class SocketIOBridge:
                 await self._task
 
     async def _run(self) -> None:
-        since: int | None = None
-        while True:
-            listener, _ = self.bus.listen(since)
-            try:
-                while not listener.overflowed.is_set():
-                    doc = await listener.get()
-                    if doc["type"] == "analysis" and not (self.multi_node and "node" in doc):
-                        await self._emit(doc)
-                # Fell behind by a whole queue: resume from where we were.
-                since = listener.last_seq
-            finally:
-                self.bus.unlisten(listener)
+        async with contextlib.aclosing(self.bus.follow()) as events:
+            async for doc in events:
+                if doc["type"] == "analysis" and not (self.multi_node and "node" in doc):
+                    await self._emit(doc)
 
     async def _emit(self, doc: dict[str, Any]) -> None:
         names = EVENT_NAMES.get(doc["analyzer"])

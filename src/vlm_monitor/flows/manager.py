@@ -176,27 +176,21 @@ class FlowInstance:
         wanted = "result" if trigger.kind == "clip" else trigger.event
         stream = trigger.stream or (self.flow.stream if trigger.kind == "clip" else None)
         when = Expression(trigger.when) if trigger.when else None
-        bus = self.manager.services.bus
-        while True:
-            listener, _ = bus.listen()
-            try:
-                while not listener.overflowed.is_set():
-                    doc = await listener.get()
-                    if doc["type"] != wanted or doc.get("flow") == self.flow.id:
-                        continue
-                    if stream is not None and doc.get("stream") != stream:
-                        continue
-                    if trigger.analyzer is not None and doc.get("analyzer") != trigger.analyzer:
-                        continue
-                    if when is not None:
-                        try:
-                            if not when.evaluate(doc):
-                                continue
-                        except ExpressionError:
+        async with contextlib.aclosing(self.manager.services.bus.follow()) as events:
+            async for doc in events:
+                if doc["type"] != wanted or doc.get("flow") == self.flow.id:
+                    continue
+                if stream is not None and doc.get("stream") != stream:
+                    continue
+                if trigger.analyzer is not None and doc.get("analyzer") != trigger.analyzer:
+                    continue
+                if when is not None:
+                    try:
+                        if not when.evaluate(doc):
                             continue
-                    self.trigger(wanted or "event", doc)
-            finally:
-                bus.unlisten(listener)
+                    except ExpressionError:
+                        continue
+                self.trigger(wanted or "event", doc)
 
     def status(self) -> dict[str, Any]:
         return {
