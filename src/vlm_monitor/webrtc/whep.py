@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.types import Frame
-from vlm_monitor.webrtc.whip import OfferError
+from vlm_monitor.webrtc.whip import OfferError, answer_offer
 
 log = logging.getLogger("vlm_monitor.webrtc")
 TIME_BASE = fractions.Fraction(1, 90000)
@@ -182,33 +182,28 @@ class WhepService:
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="whep-encode")
 
     async def view(self, stream_id: str, offer_sdp: str) -> tuple[Viewer, str]:
-        if "v=0" not in offer_sdp or "m=video" not in offer_sdp:
-            raise OfferError("the offer is not an SDP offer with a video section")
-        encoder = self.encoders.get(stream_id)
-        if encoder is None:
-            encoder = SharedEncoder(self.hub, stream_id, self.fps, self.bitrate, self.pool)
-            self.encoders[stream_id] = encoder
-        track = ViewerTrack(encoder)
+        new = SharedEncoder(self.hub, stream_id, self.fps, self.bitrate, self.pool)
+        track = ViewerTrack(self.encoders.get(stream_id) or new)
         pc = RTCPeerConnection()
         viewer = Viewer(stream_id, uuid.uuid4().hex, pc, track)
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+
+        def send_shared_vp8() -> None:
             video = [t for t in pc.getTransceivers() if t.kind == "video"]
             if not video:
                 raise OfferError("the offer has no video transceiver")
             video[0].sender.replaceTrack(track)
             video[0].direction = "sendonly"
-            vp8 = [
-                c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"
-            ]
-            video[0].setCodecPreferences(vp8)  # the shared encoder makes VP8
-            await pc.setLocalDescription(await pc.createAnswer())
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            video[0].setCodecPreferences([c for c in codecs if c.mimeType == "video/VP8"])
+
+        try:
+            answer = await answer_offer(pc, offer_sdp, send_shared_vp8)
         except OfferError:
             await pc.close()
             raise
-        except Exception as exc:  # aiortc's SDP parser raises many kinds on hostile input
-            await pc.close()
-            raise OfferError(f"cannot use this SDP offer: {type(exc).__name__}: {exc}") from None
+        # Only now, and shared with viewers that negotiated meanwhile: a refused offer
+        # leaves no encoder behind, and concurrent viewers of a stream get the same one.
+        encoder = track.encoder = self.encoders.setdefault(stream_id, new)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -217,7 +212,7 @@ class WhepService:
 
         encoder.attach(track)
         self.viewers[viewer.resource_id] = viewer
-        return viewer, str(pc.localDescription.sdp)
+        return viewer, answer
 
     async def end(self, resource_id: str) -> bool:
         viewer = self.viewers.pop(resource_id, None)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,25 @@ log = logging.getLogger("vlm_monitor.webrtc")
 
 class OfferError(ValueError):
     pass
+
+
+async def answer_offer(
+    pc: RTCPeerConnection, offer_sdp: str, prepare: Callable[[], None] | None = None
+) -> str:
+    """Takes a client's SDP offer, lets ``prepare`` set up the transceivers, returns the
+    answer. Anything aiortc cannot use is an OfferError (the caller closes ``pc``)."""
+    if "v=0" not in offer_sdp or "m=video" not in offer_sdp:
+        raise OfferError("the offer is not an SDP offer with a video section")
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        if prepare is not None:
+            prepare()
+        await pc.setLocalDescription(await pc.createAnswer())
+    except OfferError:
+        raise
+    except Exception as exc:  # aiortc's SDP parser raises many kinds on hostile input
+        raise OfferError(f"cannot use this SDP offer: {type(exc).__name__}: {exc}") from None
+    return str(pc.localDescription.sdp)
 
 
 @dataclass
@@ -110,14 +130,7 @@ class WhipService:
                     session.stream_id, session.resource_id, "connection " + pc.connectionState
                 )
 
-        if "v=0" not in offer_sdp or "m=video" not in offer_sdp:
-            raise OfferError("the offer is not an SDP offer with a video section")
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc's SDP parser raises many kinds on hostile input
-            raise OfferError(f"cannot use this SDP offer: {type(exc).__name__}: {exc}") from None
-        return str(pc.localDescription.sdp)
+        return await answer_offer(pc, offer_sdp)
 
     async def _pump(self, session: Publish, track: MediaStreamTrack) -> None:
         try:
