@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -154,3 +155,24 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def job_worker(tmp_path, redis_server):
+    """Starts `vlm-monitor worker --redis-url` processes; all are stopped at the end."""
+    started: list[ChildProcess] = []
+
+    def start(name: str, *extra: str, config: dict | None = None) -> ChildProcess:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(config or {}))
+        proc = ChildProcess(
+            [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", redis_server.url,
+             "--config", str(path), "--name", name, *extra],
+            tmp_path / f"{name}.out",
+        )  # fmt: skip
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

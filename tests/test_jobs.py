@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 
 import pytest
 import redis
 
 from fake_vlm import FakeVlm
-from vlm_monitor.testing import ChildProcess, wait_until
+from vlm_monitor.testing import wait_until
 
 JOBS, GROUP = "vlm-monitor:jobs:clip", "workers"
 
@@ -47,24 +46,9 @@ def backend(server, redis_server, fake: FakeVlm, n_streams: int):
 
 
 @pytest.fixture
-def worker(tmp_path, redis_server, fake):
-    """Starts `vlm-monitor worker --redis-url` processes; all are stopped at the end."""
-    started: list[ChildProcess] = []
-
-    def start(name: str, *extra: str) -> ChildProcess:
-        config = tmp_path / f"{name}.json"
-        config.write_text(json.dumps({"vlm": {"providers": [provider(fake)]}}))
-        proc = ChildProcess(
-            [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", redis_server.url,
-             "--config", str(config), "--name", name, *extra],
-            tmp_path / f"{name}.out",
-        )  # fmt: skip
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
+def worker(job_worker, fake):
+    config = {"vlm": {"providers": [provider(fake)]}}
+    return lambda name, *extra: job_worker(name, *extra, config=config)
 
 
 def results(srv) -> list[dict]:
@@ -111,7 +95,7 @@ def test_a_killed_workers_job_is_taken_over_nothing_lost_nothing_twice(
     with srv.client() as c:
         metrics = c.get("/metrics").text
     assert 'vlm_worker_jobs_total{outcome="done",worker="w2"}' in metrics
-    assert 'vlm_jobs{state="dead"} 0.0' in metrics
+    assert 'vlm_jobs{queue="dead",state="queued"} 0.0' in metrics
     assert status["jobs"]["dead"] == 0
     for s in status["streams"]:
         assert s["clips"]["inference_errors"] == 0

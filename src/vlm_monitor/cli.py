@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
@@ -68,9 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", default="./data-worker", help="clip files (with --clips)")
     worker.add_argument(
         "--redis-url",
-        help="process clip jobs from Redis Streams (providers and bus channel from --config)",
+        help="process jobs from Redis Streams (providers and bus channel from --config)",
     )
-    worker.add_argument("--claim-idle", type=float, default=30.0, help="take over jobs idle S s")
+    worker.add_argument(
+        "--jobs",
+        type=_job_kinds,
+        default=["clip", "analyze"],
+        help="with --redis-url: job kinds to take, comma-separated (default: clip,analyze)",
+    )
+    worker.add_argument(
+        "--claim-idle",
+        type=float,
+        default=30.0,
+        help="take over jobs idle S s, and streams whose worker is silent S s",
+    )
     worker.add_argument("--max-attempts", type=int, default=3, help="then: dead-letter stream")
 
     stop = sub.add_parser("stop", help="stop what 'demo' started")
@@ -138,25 +151,52 @@ def _run_server(config: Config, duration: float | None = None) -> None:
     asyncio.run(run())
 
 
+def _job_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = set(kinds) - {"clip", "analyze"}
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"job kinds are clip and analyze, not {text!r}")
+    return kinds
+
+
+def _job_worker(args: argparse.Namespace, config: Config) -> int:
+    """One loop per job kind, each on its own thread: a slow VLM clip job must not hold up a
+    stream's live frames."""
+    from vlm_monitor.worker.analysis_jobs import AnalysisWorker
+    from vlm_monitor.worker.jobs import JobWorker, WorkerProcess
+
+    name = None if args.name == "worker" else args.name
+    process = WorkerProcess(args.redis_url, config.bus.channel, name, args.jobs)
+    loops: dict[str, Callable[[float | None], None]] = {}
+    if "clip" in args.jobs:
+        clip = JobWorker(process, config.vlm.providers, args.claim_idle, args.max_attempts)
+        loops["clip"] = clip.run
+    if "analyze" in args.jobs:
+        loops["analyze"] = AnalysisWorker(process, args.claim_idle, args.max_attempts).run
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    threads = [threading.Thread(target=run, args=(deadline,), name=f"jobs-{kind}")
+               for kind, run in loops.items()]  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: process.stop.set())
+    log.info("job worker started", extra={"fields": {"name": process.name, "jobs": args.jobs}})
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        process.stop.set()
+        for thread in threads:
+            thread.join()
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from vlm_monitor.worker.main import run_worker
 
     config = load_config(args.config)
     if args.redis_url:
-        from vlm_monitor.worker.jobs import JobWorker
-
-        worker = JobWorker(
-            args.redis_url,
-            config.bus.channel,
-            config.vlm.providers,
-            name=None if args.name == "worker" else args.name,
-            claim_idle_s=args.claim_idle,
-            max_attempts=args.max_attempts,
-        )
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            worker.run(args.duration)
-        return 0
+        return _job_worker(args, config)
     stream = args.stream or (config.streams[0].id if config.streams else None)
     if stream is None:
         print(

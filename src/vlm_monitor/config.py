@@ -224,6 +224,13 @@ class AnalysisConfig(_Model):
         default_factory=lambda: [AnalyzerConfig(name="emotion"), AnalyzerConfig(name="heart_rate")],
         description="what POST /api/rtsp/start runs when the body names none",
     )
+    dispatch: Literal["local", "redis"] = Field(
+        "local",
+        description="redis: analyzers run in `vlm-monitor worker --redis-url` processes",
+    )
+    max_backlog: int = Field(
+        30, ge=1, le=10000, description="dispatch redis: frames waiting per stream; oldest dropped"
+    )
     session_pattern: str = Field(
         r"^exam-(?P<exam_id>[^-]+)-user-(?P<student_id>.+)$",
         description="automatic stream -> session mapping (named groups exam_id, student_id)",
@@ -364,6 +371,8 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
+        if self.analysis.dispatch == "redis" and self.bus.kind != "redis":
+            raise ValueError("analysis.dispatch redis needs bus.kind redis")
         for stream in self.streams:
             if stream.clips and stream.clips.dispatch == "redis" and self.bus.kind != "redis":
                 raise ValueError(f"streams.{stream.id}.clips.dispatch redis needs bus.kind redis")

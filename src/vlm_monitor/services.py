@@ -58,14 +58,21 @@ class Services:
         )
         self.sessions = SessionMap(self.store, config.analysis.session_pattern)
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
-        self.analyzers = AnalyzerService(self.hub, config.analysis, self._publish_analysis)
         self.relay: RedisRelay | None = None
         self.last_job_status: dict[str, Any] | None = None
         redis_url = None
+        node = config.bus.node_id or f"{socket.gethostname()}:{config.server.port}"
         if config.bus.kind == "redis":
-            node = config.bus.node_id or f"{socket.gethostname()}:{config.server.port}"
             self.relay = RedisRelay(self.bus, config.bus.url, config.bus.channel, node)
             redis_url = config.bus.url
+        self.analyzers = AnalyzerService(
+            self.hub,
+            config.analysis,
+            self._publish_analysis,
+            (config.bus.url, config.bus.channel, node)
+            if config.analysis.dispatch == "redis"
+            else None,
+        )
         self.socketio = SocketIOBridge(self.bus, redis_url, config.bus.channel)
         self.flows = FlowManager(self)
         self.realtime_metrics = RealtimeMetrics()
@@ -115,7 +122,7 @@ class Services:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.bus.bind(loop)
-        self.analyzers.bind(loop)
+        await self.analyzers.bind(loop)
         await self.sessions.load()
         if self.relay is not None:
             await self.relay.start()

@@ -12,7 +12,6 @@ are shared without copying (see bench/analyzers.py for the measured capacity).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -24,18 +23,18 @@ from typing import Any
 from vlm_monitor.analyzers.base import AnalysisResult, Analyzer, SharedModels, StreamContext
 from vlm_monitor.analyzers.builtin import ANALYZERS
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
+from vlm_monitor.analyzers.remote import RemoteAnalysis
+from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import AnalysisConfig, StreamConfig
 from vlm_monitor.hub import StreamHub, Subscription
-from vlm_monitor.stats import percentile
 from vlm_monitor.types import Frame
 
 log = logging.getLogger("vlm_monitor.analyzers")
-ERROR_LOG_EVERY_S = 10.0
 STOP_WAIT_S = 5.0
 
 
 class AnalyzerRunner:
-    """One analyzer on one stream, with its statistics."""
+    """One analyzer on one stream, run in this process's thread pool."""
 
     def __init__(
         self,
@@ -47,13 +46,7 @@ class AnalyzerRunner:
     ) -> None:
         self.analyzer, self.sub, self.size, self.pool = analyzer, sub, size, pool
         self.on_result = on_result
-        self.frames = 0
-        self.results = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self._last_error_log = 0.0
-        self._latencies: collections.deque[float] = collections.deque(maxlen=512)
-        self._done: collections.deque[float] = collections.deque(maxlen=256)
+        self.stats = RunnerStats(sub.stream_id, analyzer.name, analyzer.fps)
         self.task: asyncio.Task[None] | None = None
 
     def _analyze(self, frame: Frame) -> dict[str, Any] | None:
@@ -67,53 +60,19 @@ class AnalyzerRunner:
             try:
                 payload = await loop.run_in_executor(self.pool, self._analyze, frame)
             except Exception as exc:
-                self._failed(exc)
+                self.stats.failed(f"{type(exc).__name__}: {exc}", exc)
                 continue
-            now = time.time()
-            self.frames += 1
-            self._done.append(now)
             if payload is None:
+                self.stats.analysed(None)
                 continue
             self.analyzer.context.latest[name] = payload
-            latency = now - frame.ts
-            self._latencies.append(latency)
-            self.results += 1
+            latency = time.time() - frame.ts
+            self.stats.analysed(latency)
             self.on_result(AnalysisResult(stream, name, frame.seq, frame.ts, latency, payload))
 
-    def _failed(self, exc: Exception) -> None:
-        self.errors += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_EVERY_S:  # one log line per burst
-            self._last_error_log = now
-            log.error(
-                "analyzer failed",
-                exc_info=exc,
-                extra={
-                    "fields": {
-                        "stream": self.sub.stream_id,
-                        "analyzer": self.analyzer.name,
-                        "errors": self.errors,
-                    }
-                },
-            )
-
     def status(self) -> dict[str, Any]:
-        now = time.time()
-        recent = [t for t in self._done if now - t <= 5.0]
-        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 else 0.0
-        lat = list(self._latencies)
-        return {
-            "fps_target": self.analyzer.fps,
-            "fps": round(fps, 2),
-            "frames": self.frames,
-            "results": self.results,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "dropped": self.sub.stats.dropped,  # newer frames came while one was analysed
-            "latency_p50_s": percentile(lat, 50),
-            "latency_p99_s": percentile(lat, 99),
-        }
+        self.stats.dropped = self.sub.stats.dropped  # newer frames came while one was analysed
+        return self.stats.status()
 
 
 class AnalyzerService:
@@ -125,7 +84,9 @@ class AnalyzerService:
         hub: StreamHub,
         config: AnalysisConfig,
         publish: Callable[[AnalysisResult], None],
+        redis: tuple[str, str, str] | None = None,
     ) -> None:
+        """``redis``: (url, channel, node) when ``analysis.dispatch`` is redis."""
         self.hub = hub
         self.publish = publish
         threads = config.threads or os.cpu_count() or 2
@@ -136,14 +97,23 @@ class AnalyzerService:
             max(1, threads // 2), thread_name_prefix="face-detect"
         )
         self.models = SharedModels()
+        self.remote: RemoteAnalysis | None = None
+        if redis is not None:
+            url, channel, node = redis
+            self.remote = RemoteAnalysis(
+                hub, url, channel, node, config.max_backlog, self.pool, publish
+            )
+        self.remote_stats: dict[str, dict[str, RunnerStats]] = {}
         self.running: dict[str, dict[str, AnalyzerRunner]] = {}
         self.contexts: dict[str, StreamContext] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Serialises start/stop: two overlapping changes of one stream must not both start.
         self._lock = asyncio.Lock()
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.remote is not None:
+            await self.remote.start()
 
     async def start(self, stream: StreamConfig) -> None:
         """Starts the stream's analyzers, replacing any that run. Raises ValueError when an
@@ -154,6 +124,17 @@ class AnalyzerService:
 
     def _start(self, stream: StreamConfig) -> None:
         if not stream.analyzers:
+            return
+        if self.remote is not None:
+            stats: dict[str, RunnerStats] = {
+                a.name: RunnerStats(stream.id, a.name, a.rate) for a in stream.analyzers
+            }
+            self.remote.add(stream, stats)
+            self.remote_stats[stream.id] = stats
+            log.info(
+                "analyzers dispatched to redis workers",
+                extra={"fields": {"stream": stream.id, "analyzers": list(stats)}},
+            )
             return
         detect_every = min(
             (float(a.params.get("detect_every_s", 1.0)) for a in stream.analyzers),
@@ -190,6 +171,9 @@ class AnalyzerService:
             await self._stop(stream_id)
 
     async def _stop(self, stream_id: str) -> None:
+        if self.remote is not None:
+            self.remote_stats.pop(stream_id, None)
+            await self.remote.remove(stream_id)
         runners = self.running.pop(stream_id, {})
         self.contexts.pop(stream_id, None)
         for runner in runners.values():
@@ -203,7 +187,9 @@ class AnalyzerService:
                 task.cancel()
 
     async def stop_all(self) -> None:
-        await asyncio.gather(*(self.stop(sid) for sid in list(self.running)))
+        await asyncio.gather(*(self.stop(sid) for sid in {*self.running, *self.remote_stats}))
+        if self.remote is not None:
+            await self.remote.stop()
         for pool in (self.pool, self.detect_pool):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
@@ -230,9 +216,14 @@ class AnalyzerService:
             )
 
     def status(self, stream_id: str) -> dict[str, Any]:
+        remote = self.remote_stats.get(stream_id)
+        if remote is not None:
+            return {name: {**s.status(), "where": "redis"} for name, s in remote.items()}
         return {name: r.status() for name, r in self.running.get(stream_id, {}).items()}
 
     def latest(self, stream_id: str, analyzer: str) -> dict[str, Any] | None:
+        if self.remote is not None:
+            return self.remote.latest(stream_id, analyzer)
         context = self.contexts.get(stream_id)
         return None if context is None else context.latest.get(analyzer)
 

@@ -211,9 +211,20 @@ class HubCollector(Collector):
             return
         jobs = self.services.last_job_status  # refreshed by each /api/status, never waited for
         if jobs is not None:
-            queue = GaugeMetricFamily("vlm_jobs", "clip jobs in Redis", labels=["state"])
-            queue.add_metric(["queued"], jobs["queued"])
-            queue.add_metric(["dead"], jobs["dead"])
+            queue = GaugeMetricFamily(
+                "vlm_jobs", "jobs in Redis per queue (clip, or the analysed stream)",
+                labels=["queue", "state"],
+            )  # fmt: skip
+            oldest = GaugeMetricFamily(
+                "vlm_jobs_oldest_seconds", "age of the oldest job still queued", labels=["queue"]
+            )
+            queue.add_metric(["dead", "queued"], jobs["dead"])
+            queues = {"clip": jobs, **{f"analyze:{s}": q for s, q in jobs["analysis"].items()}}
+            for name, q in queues.items():
+                for state in ("queued", "lag", "in_work"):
+                    queue.add_metric([name, state], q[state])
+                if q["oldest_s"] is not None:
+                    oldest.add_metric([name], q["oldest_s"])
             beat = GaugeMetricFamily(
                 "vlm_worker_heartbeat_age_seconds", "since each worker's last heartbeat",
                 labels=["worker"],
@@ -224,9 +235,9 @@ class HubCollector(Collector):
             now = time.time()
             for name, w in jobs["workers"].items():
                 beat.add_metric([name], round(now - w["last_heartbeat"], 3))
-                for outcome in ("done", "failed", "dead"):
-                    done.add_metric([name, outcome], w[outcome])
-            yield from (queue, beat, done)
+                for outcome in ("done", "failed", "dead", "frames", "analysis_errors"):
+                    done.add_metric([name, outcome], w.get(outcome, 0))
+            yield from (queue, oldest, beat, done)
         up = GaugeMetricFamily("vlm_bus_connected", "1 while the Redis relay is connected")
         up.add_metric([], 1.0 if status["connected"] else 0.0)
         counts = CounterMetricFamily("vlm_bus_relay", "Redis relay counters", labels=["counter"])

@@ -12,27 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.broadcast.redis_link import RedisLink
 from vlm_monitor.types import Event
 
-log = logging.getLogger("vlm_monitor.relay")
 OUTBOX = 10_000
 
 
-class RedisRelay:
+class RedisRelay(RedisLink):
     def __init__(self, bus: EventBus, url: str, channel: str, node_id: str) -> None:
-        self.bus, self.url, self.channel, self.node_id = bus, url, channel, node_id
+        super().__init__(url, "redis relay")
+        self.bus, self.channel, self.node_id = bus, channel, node_id
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX)
-        self._tasks: list[asyncio.Task[None]] = []
-        self.connected = False
-        self.sent = self.received = self.dropped = self.reconnects = 0
-        self.last_error: str | None = None
+        self.sent = self.received = self.dropped = 0
 
     def forward(self, doc: dict[str, Any]) -> None:
         """Bus forwarder: called on the loop for each local event; never blocks."""
@@ -43,35 +40,13 @@ class RedisRelay:
 
     async def start(self) -> None:
         self.bus.forwarders.append(self.forward)
-        self._tasks = [
-            asyncio.create_task(self._keep(self._send), name="relay-send"),
-            asyncio.create_task(self._keep(self._receive), name="relay-receive"),
-        ]
+        self.run(self._send, "relay-send")
+        self.run(self._receive, "relay-receive")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.bus.forwarders.remove(self.forward)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _keep(self, work: Any) -> None:
-        delay = 0.2
-        while True:
-            client = aioredis.from_url(self.url, socket_connect_timeout=2, socket_keepalive=True)
-            try:
-                await work(client)
-            except (RedisError, OSError) as exc:
-                if self.connected or self.last_error is None:
-                    log.warning("redis relay lost", extra={"fields": {"error": str(exc)}})
-                self.connected = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.reconnects += 1
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await self.stop_tasks()
 
     async def _send(self, client: aioredis.Redis) -> None:
         await client.ping()
@@ -89,8 +64,7 @@ class RedisRelay:
     async def _receive(self, client: aioredis.Redis) -> None:
         pubsub = client.pubsub()
         await pubsub.subscribe(self.channel)
-        self.connected, self.last_error = True, None
-        log.info("redis relay connected", extra={"fields": {"channel": self.channel}})
+        self.up()
         try:
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)

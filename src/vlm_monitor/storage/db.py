@@ -42,6 +42,11 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT, stream TEXT, key TEXT,
         severity TEXT, created_at REAL NOT NULL, doc TEXT NOT NULL);
        CREATE INDEX alerts_by_time ON alerts (id DESC)""",
+    # 6: one row per analysed frame, so a frame analysed twice by Redis workers (at-least-once)
+    # is stored once
+    """DELETE FROM analyses WHERE id NOT IN (
+           SELECT MIN(id) FROM analyses GROUP BY stream, analyzer, video_timestamp);
+       CREATE UNIQUE INDEX analyses_once ON analyses (stream, analyzer, video_timestamp)""",
 ]
 
 
@@ -126,8 +131,8 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO analyses (stream, analyzer, video_timestamp, session_id, doc) "
-                "VALUES (?,?,?,?,?)",
+                "INSERT OR IGNORE INTO analyses "
+                "(stream, analyzer, video_timestamp, session_id, doc) VALUES (?,?,?,?,?)",
                 rows,
             )
             self._db.execute(

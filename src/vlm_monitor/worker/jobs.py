@@ -17,6 +17,8 @@ processes, on any machine.
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -44,6 +47,14 @@ def keys(channel: str) -> dict[str, str]:
         "jobs": f"{channel}:jobs:clip",
         "dead": f"{channel}:jobs:dead",
         "workers": f"{channel}:workers",
+    }
+
+
+def analysis_keys(channel: str, stream: str = "*") -> dict[str, str]:
+    return {
+        "streams": f"{channel}:analyze:streams",  # hash: stream -> registration
+        "jobs": f"{channel}:jobs:analyze:{stream}",
+        "lease": f"{channel}:lease:{stream}",
     }
 
 
@@ -114,51 +125,86 @@ class RedisClipDispatcher:
         }
 
 
-class JobWorker:
-    def __init__(
-        self,
-        url: str,
-        channel: str,
-        providers: list[VlmProviderConfig],
-        name: str | None = None,
-        claim_idle_s: float = 30.0,
-        max_attempts: int = 3,
-    ) -> None:
+class WorkerProcess:
+    """What one ``vlm-monitor worker --redis-url`` process shares between its job loops: the
+    Redis client (thread-safe: each blocking call takes its own pooled connection), its name,
+    the stop flag, and the counters of its heartbeat in ``{channel}:workers``."""
+
+    def __init__(self, url: str, channel: str, name: str | None, kinds: list[str]) -> None:
         self.client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
-        self.channel, self.keys = channel, keys(channel)
+        self.channel, self.keys, self.kinds = channel, keys(channel), kinds
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.providers = ProviderSet(providers)
-        self.claim_idle_ms = int(claim_idle_s * 1000)
-        self.max_attempts = max_attempts
-        self.done = self.failed = self.dead = 0
+        self.counts: collections.Counter[str] = collections.Counter()
         self.stop = threading.Event()
 
-    def run(self, duration: float | None = None) -> int:
-        deadline = None if duration is None else time.monotonic() + duration
+    def beat(self) -> None:
+        doc = {"host": socket.gethostname(), "pid": os.getpid(), "last_heartbeat": time.time(),
+               "kinds": self.kinds, **self.counts}  # fmt: skip
+        self.client.hset(self.keys["workers"], self.name, json.dumps(doc))
+
+    def loop(self, step: Callable[[], None], deadline: float | None) -> None:
+        """Runs ``step`` until stopped, riding out Redis outages."""
         while not self.stop.is_set() and (deadline is None or time.monotonic() < deadline):
             try:
-                ensure_group(self.client, self.keys["jobs"])
-                self._beat()
-                entry = self._claim() or self._read()
-                if entry is not None:
-                    self._handle(*entry)
+                self.beat()
+                step()
             except redis.RedisError as exc:
                 log.warning("redis unavailable; retrying", extra={"fields": {"error": str(exc)}})
                 self.stop.wait(1.0)
-        self.providers.close()
-        return 0
 
-    def _beat(self) -> None:
-        doc = {"host": socket.gethostname(), "pid": os.getpid(), "last_heartbeat": time.time(),
-               "done": self.done, "failed": self.failed, "dead": self.dead}  # fmt: skip
-        self.client.hset(self.keys["workers"], self.name, json.dumps(doc))
+    def live_workers(self, kind: str, within_s: float) -> int:
+        now, live = time.time(), 0
+        for doc in self.client.hgetall(self.keys["workers"]).values():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                w = json.loads(doc)
+                live += kind in w.get("kinds", ["clip"]) and now - w["last_heartbeat"] < within_s
+        return max(live, 1)
+
+    def pending_attempts(self, stream: str, group: str, entry_id: str) -> int:
+        pending = self.client.xpending_range(stream, group, entry_id, entry_id, 1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    def dead_letter(self, pipe: Any, job: Any, reason: str) -> None:
+        self.counts["dead"] += 1
+        pipe.xadd(
+            self.keys["dead"], {"job": json.dumps(job), "reason": reason, "worker": self.name}
+        )
+
+
+class JobWorker:
+    """Clip jobs: one at a time from ``{channel}:jobs:clip``."""
+
+    def __init__(
+        self,
+        process: WorkerProcess,
+        providers: list[VlmProviderConfig],
+        claim_idle_s: float = 30.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.process, self.client, self.name = process, process.client, process.name
+        self.channel, self.keys = process.channel, process.keys
+        self.providers = ProviderSet(providers)
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.max_attempts = max_attempts
+
+    def run(self, deadline: float | None = None) -> None:
+        try:
+            self.process.loop(self._step, deadline)
+        finally:
+            self.providers.close()
+
+    def _step(self) -> None:
+        ensure_group(self.client, self.keys["jobs"])
+        entry = self._claim() or self._read()
+        if entry is not None:
+            self._handle(*entry)
 
     def _claim(self) -> tuple[str, dict[str, Any]] | None:
         _, claimed, *_ = self.client.xautoclaim(
             self.keys["jobs"], GROUP, self.name, self.claim_idle_ms, "0-0", count=1
         )
         for entry_id, fields in claimed:
-            return _decode(entry_id), fields
+            return decode(entry_id), fields
         return None
 
     def _read(self) -> tuple[str, dict[str, Any]] | None:
@@ -166,12 +212,8 @@ class JobWorker:
         got: Any = self.client.xreadgroup(GROUP, self.name, streams, count=1, block=1000)
         for _, entries in got or []:
             for entry_id, fields in entries:
-                return _decode(entry_id), fields
+                return decode(entry_id), fields
         return None
-
-    def _attempts(self, entry_id: str) -> int:
-        pending = self.client.xpending_range(self.keys["jobs"], GROUP, entry_id, entry_id, 1)
-        return int(pending[0]["times_delivered"]) if pending else 1
 
     def _handle(self, entry_id: str, fields: dict[Any, Any]) -> None:
         raw: Any = fields.get(b"job") or fields.get("job")
@@ -180,18 +222,18 @@ class JobWorker:
         except (TypeError, ValueError):
             self._finish(entry_id, None, None, dead="not a job")
             return
-        attempts = self._attempts(entry_id)
+        attempts = self.process.pending_attempts(self.keys["jobs"], GROUP, entry_id)
         if attempts > self.max_attempts:
             self._finish(entry_id, job, None, dead=f"failed {attempts - 1} times")
             return
         try:
             answer = self._process(job)
         except Exception as exc:  # left pending: retried after claim_idle_s, then dead
-            self.failed += 1
+            self.process.counts["failed"] += 1
             log.warning("job failed", extra={"fields": {"job": job["job_id"], "error": str(exc)}})
             return
         self._finish(entry_id, job, answer)
-        self.done += 1
+        self.process.counts["done"] += 1
 
     def _process(self, job: dict[str, Any]) -> dict[str, Any]:
         frames: list[Any] = [
@@ -221,10 +263,7 @@ class JobWorker:
     ) -> None:  # fmt: skip
         pipe = self.client.pipeline()
         if dead is not None:
-            self.dead += 1
-            pipe.xadd(
-                self.keys["dead"], {"job": json.dumps(job), "reason": dead, "worker": self.name}
-            )
+            self.process.dead_letter(pipe, job, dead)
             answer = {"error": f"job dead-lettered: {dead}"}
         if job is not None and answer is not None:
             key = f"{self.channel}:answer:{job['job_id']}"
@@ -235,17 +274,55 @@ class JobWorker:
         pipe.execute()
 
 
-def _decode(value: Any) -> str:
+def decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def queue_status(url: str, channel: str) -> dict[str, Any]:
-    """Blocking: queue depths and the workers' heartbeats."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    k = keys(channel)
-    workers = {_decode(name): json.loads(doc) for name, doc in client.hgetall(k["workers"]).items()}
+def _queue(client: redis.Redis, key: str) -> dict[str, Any]:
+    """Depth, lag (jobs no worker has read yet), in work (read, not acknowledged) and the
+    age of the oldest job still there, from the job stream and its consumer group."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(key)
+    pipe.xrange(key, count=1)
+    queued, oldest = pipe.execute()
+    try:
+        group = next((g for g in client.xinfo_groups(key) if decode(g["name"]) == GROUP), {})
+    except redis.ResponseError:  # no such stream yet
+        group = {}
+    lag = group.get("lag")
+    age = None
+    if oldest:
+        age = round(max(0.0, time.time() - int(decode(oldest[0][0]).split("-")[0]) / 1000), 3)
     return {
-        "queued": int(client.xlen(k["jobs"])),
-        "dead": int(client.xlen(k["dead"])),
-        "workers": workers,
+        "queued": int(queued),
+        # Redis cannot tell the lag once it has trimmed entries no one read: then every
+        # queued job not in work is waiting.
+        "lag": int(lag) if lag is not None else max(0, int(queued) - group.get("pending", 0)),
+        "in_work": int(group.get("pending", 0)),
+        "oldest_s": age,
     }
+
+
+def queue_status(url: str, channel: str) -> dict[str, Any]:
+    """Blocking: the clip queue, each analysed stream's queue and lease holder, the dead
+    letters and the workers' heartbeats."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        k = keys(channel)
+        workers = {decode(n): json.loads(d) for n, d in client.hgetall(k["workers"]).items()}
+        analysis = {}
+        for sid in sorted(decode(s) for s in client.hkeys(analysis_keys(channel)["streams"])):
+            ak = analysis_keys(channel, sid)
+            owner = client.get(ak["lease"])
+            analysis[sid] = {
+                **_queue(client, ak["jobs"]),
+                "worker": None if owner is None else decode(owner),
+            }
+        return {
+            **_queue(client, k["jobs"]),
+            "dead": int(client.xlen(k["dead"])),
+            "workers": workers,
+            "analysis": analysis,
+        }
+    finally:
+        client.close()
