@@ -6,7 +6,10 @@ synthetic scene) through the backend's RedisClipDispatcher, as clip processors d
 
 - jobs/s with 1, 2 and 4 workers (same job mix) and the scaling ratio vs 1 worker;
 - the latency the Redis path adds: dispatcher call vs calling the provider in-process,
-  p50/p99, one job at a time.
+  p50/p99, one job at a time;
+- analyzer jobs: a backend with 4 face streams (heart rate at 15 fps, emotion at 5 fps),
+  analysed in-process (`analysis.dispatch: local`) and by 1 and 2 workers through Redis:
+  frames/s analysed and frame-to-result latency p50/p99 as the backend reports them.
 
 Run: .venv/bin/python bench/scale.py [--seconds 15]
 """
@@ -28,7 +31,7 @@ import redis
 from vlm_monitor.camera.scene import SyntheticScene
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig
 from vlm_monitor.stats import percentile
-from vlm_monitor.testing import ChildProcess, free_port, wait_until
+from vlm_monitor.testing import ChildProcess, ServerProcess, free_port, wait_until
 from vlm_monitor.vlm.base import VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.worker.jobs import RedisClipDispatcher
@@ -62,6 +65,8 @@ def throughput(url: str, n_workers: int, seconds: float, tmp: Path) -> float:
                 str(config),
                 "--name",
                 f"w{i}",
+                "--jobs",
+                "clip",
             ],
             tmp / f"w{n_workers}-{i}.out",
         )
@@ -98,7 +103,7 @@ def added_latency(url: str, tmp: Path, n: int = 40) -> dict:
     config = tmp / "worker.json"
     worker = ChildProcess(
         [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", url, "--config",
-         str(config), "--name", "lat"],
+         str(config), "--name", "lat", "--jobs", "clip"],
         tmp / "lat.out",
     )  # fmt: skip
     clips = ClipsConfig(provider="local", dispatch="redis", deadline_s=60)
@@ -117,6 +122,78 @@ def added_latency(url: str, tmp: Path, n: int = 40) -> dict:
         k: {"p50": percentile(v, 50, 1), "p99": percentile(v, 99, 1)} for k, v in timings.items()
     }
     out["added_ms_p50"] = round((out["redis"]["p50"] or 0) - (out["local"]["p50"] or 0), 1)
+    return out
+
+
+def analysis(url: str, tmp: Path, n_workers: int, seconds: float) -> dict:
+    """n_workers 0: in-process analyzers."""
+    streams = [
+        {"id": f"face{i}", "url": f"synthetic://?scene=face&bpm={66 + 6 * i}&fps=15&size=640x360",
+         "analyzers": [{"name": "heart_rate", "fps": 15}, {"name": "emotion", "fps": 5}]}
+        for i in range(4)
+    ]  # fmt: skip
+    dispatch = "redis" if n_workers else "local"
+    config = {"bus": {"kind": "redis", "url": url, "channel": f"bench-{n_workers}"},
+              "analysis": {"dispatch": dispatch}, "streams": streams}  # fmt: skip
+    workdir = tmp / f"analysis-{n_workers}"
+    workdir.mkdir()
+    server = ServerProcess(workdir, config)
+    (workdir / "w.json").write_text(json.dumps({"bus": {"channel": f"bench-{n_workers}"}}))
+    workers = [
+        ChildProcess(
+            [
+                sys.executable,
+                "-m",
+                "vlm_monitor",
+                "worker",
+                "--redis-url",
+                url,
+                "--config",
+                str(workdir / "w.json"),
+                "--name",
+                f"a{i}",
+                "--jobs",
+                "analyze",
+            ],
+            workdir / f"a{i}.out",
+        )
+        for i in range(n_workers)
+    ]
+    try:
+        time.sleep(10)  # warm-up: leases taken, the backlog of the first seconds analysed
+        with server.client() as c:
+            before = c.get("/api/streams").json()
+        t0 = time.time()
+        time.sleep(seconds)
+        with server.client() as c:
+            after = c.get("/api/streams").json()
+            stored = {
+                (s["id"], name): c.get(
+                    "/api/analyses", params={"stream": s["id"], "analyzer": name, "limit": 1000}
+                ).json()
+                for s in streams
+                for name in ("heart_rate", "emotion")
+            }
+    finally:
+        for w in workers:
+            w.stop()
+        server.stop()
+    out: dict = {}
+    for name in ("heart_rate", "emotion"):
+        frames = sum(
+            a["analyzers"][name]["frames"] - b["analyzers"][name]["frames"]
+            for a, b in zip(after, before, strict=True)
+        )
+        # Latency of the results of frames captured in the window, from SQLite.
+        lat = [1000 * r["latency_s"] for (_, n), rows in stored.items() if n == name
+               for r in rows if t0 <= r["video_timestamp"] <= t0 + seconds]  # fmt: skip
+        dropped = sum(
+            a["analyzers"][name]["dropped"] - b["analyzers"][name]["dropped"]
+            for a, b in zip(after, before, strict=True)
+        )
+        out[name] = {"frames_per_s": round(frames / seconds, 1),
+                     "latency_p50_ms": percentile(lat, 50, 1),
+                     "latency_p99_ms": percentile(lat, 99, 1), "dropped": dropped}  # fmt: skip
     return out
 
 
@@ -147,6 +224,10 @@ def main() -> int:
             }
             report["latency_ms"] = added_latency(url, tmp)
             log(f"latency: {report['latency_ms']}")
+            report["analysis"] = {}
+            for n, label in ((0, "local"), (1, "redis_1_worker"), (2, "redis_2_workers")):
+                report["analysis"][label] = analysis(url, tmp, n, args.seconds)
+                log(f"analysis {label}: {report['analysis'][label]}")
         finally:
             proc.terminate()
             proc.wait(5)
