@@ -76,9 +76,10 @@ def test_errors_name_key_and_value(doc: dict, needle: str) -> None:
 
 def test_env_overrides() -> None:
     cfg = build_config(
-        {"server": {"port": 1}}, env={"VLM_MONITOR_PORT": "9000", "VLM_MONITOR_API_TOKEN": "s3cret"}
+        {"server": {"port": 1}},
+        env={"VLM_MONITOR_PORT": "9000", "VLM_MONITOR_API_TOKEN": "s3cret-token"},
     )
-    assert cfg.server.port == 9000 and cfg.server.api_token == "s3cret"
+    assert cfg.server.port == 9000 and cfg.server.api_token == "s3cret-token"
     with pytest.raises(ConfigError, match="VLM_MONITOR_PORT"):
         build_config({}, env={"VLM_MONITOR_PORT": "eighty"})
 

@@ -223,7 +223,7 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
 
     srv = server(
         {
-            "server": {"api_token": "s3cret"},
+            "server": {"api_token": "s3cret-token"},
             "streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}],
         }
     )
@@ -231,7 +231,7 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
     cfg.write_text(
         json.dumps(
             {
-                "server": {"api_token": "s3cret"},
+                "server": {"api_token": "s3cret-token"},
                 "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
                 "streams": [
                     {
@@ -282,19 +282,21 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
             )
         }
         assert c.post("/api/results", json=body).status_code == 401
-        r = c.post("/api/results", json=body, headers={"Authorization": "Bearer s3cret"})
+        r = c.post("/api/results", json=body, headers={"Authorization": "Bearer s3cret-token"})
         assert r.status_code == 201 and r.json()["id"] > got[0]["id"]
         assert (
             c.post(
                 "/api/results",
                 json={**body, "stream": "nope"},
-                headers={"Authorization": "Bearer s3cret"},
+                headers={"Authorization": "Bearer s3cret-token"},
             ).status_code
             == 404
         )
         assert (
             c.post(
-                "/api/results", json={"stream": "cam"}, headers={"Authorization": "Bearer s3cret"}
+                "/api/results",
+                json={"stream": "cam"},
+                headers={"Authorization": "Bearer s3cret-token"},
             ).status_code
             == 422
         )

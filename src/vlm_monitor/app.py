@@ -8,6 +8,7 @@ from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -25,8 +26,12 @@ from vlm_monitor.api import (
     system,
     whip,
 )
+from vlm_monitor.api.guard import Guard
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
+from vlm_monitor.types import LimitError
+
+API_MODULES = (system, streams, analysis, flows, live, internal, events, results, realtime, whip)
 
 
 def _validation_messages(exc: RequestValidationError) -> list[str]:
@@ -64,10 +69,24 @@ def create_app(config: Config) -> FastAPI:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    modules = (system, streams, analysis, flows, live, internal, events, results, realtime, whip)
-    for module in modules:
+    web = resources.files("vlm_monitor") / "web"
+    pages = ["/", "/chat", "/publish", *(f"/{f.name}" for f in web.iterdir() if f.is_file())]
+    app.add_middleware(Guard, config=config.server, static=pages)
+    if config.server.cors_origins:
+        # Outside the guard: a CORS preflight carries no token and must still be answered.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.exception_handler(LimitError)
+    async def on_limit(request: Request, exc: LimitError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=429)
+
+    for module in API_MODULES:
         app.include_router(module.router)
     app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
-    web = resources.files("vlm_monitor") / "web"
     app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
     return app

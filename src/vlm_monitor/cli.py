@@ -226,7 +226,12 @@ def _worker(args: argparse.Namespace) -> int:
             )
         return 0
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(backend_url, stream, frame_rate, args.name, args.duration))
+        asyncio.run(
+            run_worker(
+                backend_url, stream, frame_rate, args.name, args.duration,
+                token=config.server.api_token,
+            )
+        )  # fmt: skip
     return 0
 
 
@@ -240,6 +245,16 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_token:
+        message = (
+            f"serving on {config.server.host} without server.api_token: anyone who can reach "
+            "this port can add streams, read cameras and spend VLM credit; set "
+            "server.api_token (or VLM_MONITOR_API_TOKEN)"
+        )
+        print(f"vlm-monitor: WARNING: {message}", file=sys.stderr)
+        log.warning(
+            "no api token on a public address", extra={"fields": {"host": config.server.host}}
+        )
     _run_server(config)
     return 0
 

@@ -37,7 +37,22 @@ class _Model(BaseModel):
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    api_token: str | None = None
+    api_token: str | None = Field(
+        None, min_length=8, description="required by every control endpoint once set"
+    )
+    viewer_token: str | None = Field(
+        None, min_length=8, description="read-only: dashboard, live views, events, Socket.IO"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="other origins allowed to call the API (none: strict)"
+    )
+    metrics_public: bool = Field(False, description="/metrics without a token")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger requests get 413")
+    max_connections_per_client: int = Field(
+        64, ge=1, description="open MJPEG/WebSocket/Socket.IO connections per client address"
+    )
+    max_streams: int = Field(256, ge=1, description="more streams are refused with 429")
+    max_flows: int = Field(200, ge=1, description="more flows are refused with 429")
     data_dir: str = "./data"
     log_dir: str = "./logs"
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality for live view")
@@ -294,6 +309,9 @@ class RealtimeConfig(_Model):
     max_frame_bytes: int = Field(2_000_000, ge=10_000, description="one decoded JPEG")
     max_audio_ms: int = Field(1000, ge=32, le=10000, description="audio in one message")
     max_message_bytes: int = Field(4_000_000, ge=10_000)
+    max_messages_per_s: float = Field(
+        200, gt=0, le=10_000, description="per session; more get a rate_limited error"
+    )
     max_sessions: int = Field(100, ge=1, le=10000)
     preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept from before speech")
     vad: VadConfig = Field(default_factory=VadConfig)
@@ -371,6 +389,11 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
+        if len(self.streams) > self.server.max_streams:
+            raise ValueError(
+                f"streams: {len(self.streams)} configured, server.max_streams is "
+                f"{self.server.max_streams}"
+            )
         if self.analysis.dispatch == "redis" and self.bus.kind != "redis":
             raise ValueError("analysis.dispatch redis needs bus.kind redis")
         for stream in self.streams:

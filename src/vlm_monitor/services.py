@@ -44,7 +44,7 @@ class Services:
         self.hub = StreamHub()
         self.bus = EventBus()
         self.store = Store(config.server.data_dir)
-        self.streams = StreamManager(self.hub, self.bus, self.store)
+        self.streams = StreamManager(self.hub, self.bus, self.store, config.server.max_streams)
         self.jpeg = JpegEncoder(config.server.jpeg_quality)
         self.remote = RemoteSubscriptions()
         self.providers = ProviderSet(config.vlm.providers)

@@ -134,3 +134,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "stream": self.stream, "ts": self.ts, **self.data}
+
+
+class LimitError(Exception):
+    """A configured limit (streams, flows, ...) is reached; the HTTP API answers 429."""

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from vlm_monitor import __version__
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.services import Services
+from vlm_monitor.sources.url import redact_url
 from vlm_monitor.stats import percentile
 
 router = APIRouter()
@@ -46,13 +47,15 @@ async def status(services: ServicesDep) -> dict[str, Any]:
 async def running_config(services: ServicesDep) -> dict[str, Any]:
     """The configuration in force, streams added at runtime included; secrets masked."""
     doc = services.config.model_dump(mode="json", by_alias=True)
-    if doc["server"].get("api_token"):
-        doc["server"]["api_token"] = "***"
+    for secret in ("api_token", "viewer_token"):
+        if doc["server"].get(secret):
+            doc["server"][secret] = "***"
     doc["streams"] = [
         services.streams.get(sid).config.model_dump(mode="json", by_alias=True)
         for sid in services.streams.ids()
     ]
     for stream in doc["streams"]:
+        stream["url"] = redact_url(stream["url"])
         if stream.get("whip_token"):
             stream["whip_token"] = "***"
     if doc["webrtc"].get("publish_token"):

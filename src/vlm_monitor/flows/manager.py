@@ -22,7 +22,7 @@ from vlm_monitor.flows.expr import Expression, ExpressionError
 from vlm_monitor.flows.graph import FlowValidationError, Graph, build_graph
 from vlm_monitor.flows.model import FlowDefinition
 from vlm_monitor.flows.nodes.base import RunContext
-from vlm_monitor.types import Event
+from vlm_monitor.types import Event, LimitError
 
 if TYPE_CHECKING:
     from vlm_monitor.flows.executor import NodeRecord
@@ -240,6 +240,9 @@ class FlowManager:
         async with self._lock:
             if flow.id in self.definitions and not replace:
                 raise FlowExistsError(flow.id)
+            limit = self.services.config.server.max_flows
+            if flow.id not in self.definitions and len(self.definitions) >= limit:
+                raise LimitError(f"at most {limit} flows (server.max_flows)")
             if flow.id in self.from_config:
                 raise FlowRunningError(f"flow {flow.id!r} comes from the config file")
             was_running = flow.id in self.active

@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from vlm_monitor.config import RealtimeConfig, RealtimeProviderConfig
 from vlm_monitor.hub import StreamHub
+from vlm_monitor.ratelimit import TokenBucket
 from vlm_monitor.realtime.metrics import RealtimeMetrics, SessionStats
 from vlm_monitor.realtime.protocol import JPEG_QUALITY, ProtocolError, normalise_frame, parse
 from vlm_monitor.realtime.providers.base import (
@@ -83,6 +84,7 @@ class RealtimeSession:
         self._preroll: collections.deque[tuple[int, bytes]] = collections.deque()
         self._preroll_bytes = 0
         self._received = 0  # samples received, the position of the next chunk
+        self._rate = TokenBucket(config.max_messages_per_s)
         self._speaking = False  # as far as the VAD has said
         self._vad_queue: asyncio.Queue[bytes] = asyncio.Queue(VAD_BACKLOG_CHUNKS)
         self._dropping_response = False  # after a barge-in, until upstream confirms
@@ -148,6 +150,15 @@ class RealtimeSession:
                 raw = await self.ws.receive()
                 if raw["type"] == "websocket.disconnect":
                     break
+                if not self._rate.allow():
+                    # One error per burst: a flooding client must not make us flood back.
+                    if self._rate.refused == 1 or self._rate.refused % 100 == 0:
+                        await self.error(
+                            "rate_limited",
+                            f"over {self.config.max_messages_per_s} messages/s; "
+                            f"{self._rate.refused} dropped",
+                        )
+                    continue
                 text = raw.get("text")
                 try:
                     message = parse(

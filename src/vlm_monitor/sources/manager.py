@@ -12,8 +12,9 @@ from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.sources.source import Source
+from vlm_monitor.sources.url import redact_url
 from vlm_monitor.storage.db import Store
-from vlm_monitor.types import Event, Frame
+from vlm_monitor.types import Event, Frame, LimitError
 from vlm_monitor.webrtc.inbox import WhipInboxes
 
 log = logging.getLogger("vlm_monitor.streams")
@@ -49,8 +50,9 @@ class StreamManager:
     lock-free snapshots. A removed stream's subscribers end at once; its decoding thread is
     stopped off the event loop."""
 
-    def __init__(self, hub: StreamHub, bus: EventBus, store: Store) -> None:
+    def __init__(self, hub: StreamHub, bus: EventBus, store: Store, max_streams: int = 256) -> None:
         self.hub, self.bus, self.store = hub, bus, store
+        self.max_streams = max_streams
         self._streams: dict[str, ManagedStream] = {}
         self._lock = asyncio.Lock()
         self.whip = WhipInboxes()
@@ -75,6 +77,8 @@ class StreamManager:
         async with self._lock:
             if config.id in self._streams:
                 raise StreamExistsError(config.id)
+            if len(self._streams) >= self.max_streams:
+                raise LimitError(f"at most {self.max_streams} streams (server.max_streams)")
             managed = ManagedStream(config, persistent)
 
             def on_frame(frame: Frame) -> None:
@@ -91,7 +95,9 @@ class StreamManager:
             managed.source.start()
             for hook in self.hooks:
                 await asyncio.to_thread(hook.on_stream_added, config)
-        log.info("stream added", extra={"fields": {"stream": config.id, "url": config.url}})
+        log.info(
+            "stream added", extra={"fields": {"stream": config.id, "url": redact_url(config.url)}}
+        )
         return self.status(config.id)
 
     async def update(self, stream_id: str, changes: dict[str, Any]) -> StreamConfig:

@@ -20,7 +20,7 @@ import av
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.sources.readers import pyav_frames, synthetic_frames
-from vlm_monitor.sources.url import SourceUrl, parse_source_url
+from vlm_monitor.sources.url import SourceUrl, parse_source_url, redact_url
 from vlm_monitor.types import Frame, StreamState
 from vlm_monitor.webrtc.inbox import WhipInbox
 
@@ -86,7 +86,7 @@ class Source:
         age = None if self.last_frame_at is None else round(time.time() - self.last_frame_at, 3)
         return {
             "id": self.id,
-            "url": self.config.url,
+            "url": redact_url(self.config.url),
             "state": str(self.state),
             "frames_in": self.frames_in,
             "fps_in": self.fps_in,
@@ -101,6 +101,8 @@ class Source:
 
     def _set_state(self, state: StreamState, error: str | None = None) -> None:
         if error is not None:
+            # FFmpeg's messages quote the URL, password included.
+            error = error.replace(self.config.url, redact_url(self.config.url))
             self.last_error = error
         if state is self.state:
             return
@@ -166,7 +168,11 @@ class Source:
                 log.info(
                     "rtsp transport failed, trying the next",
                     extra={
-                        "fields": {"stream": self.id, "transport": transport, "error": str(exc)}
+                        "fields": {
+                            "stream": self.id,
+                            "transport": transport,
+                            "error": str(exc).replace(self.config.url, redact_url(self.config.url)),
+                        }
                     },
                 )
                 continue

@@ -76,3 +76,17 @@ def parse_source_url(url: str) -> SourceUrl:
             "pulse": str(pulse),
         },
     )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: for logs and status documents
+    (camera URLs often carry ``user:password@``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

@@ -10,7 +10,7 @@ function render(status) {
     card = $("#card").content.firstElementChild.cloneNode(true);
     card.dataset.stream = status.id;
     $(".sid", card).textContent = status.id;
-    $(".view", card).src = `/api/streams/${encodeURIComponent(status.id)}/mjpeg`;
+    $(".view", card).src = withToken(`/api/streams/${encodeURIComponent(status.id)}/mjpeg`);
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
     $(".rtc-toggle", card).addEventListener("click", () => toggleWebRtc(card, status.id));
     $("#streams").append(card);
@@ -170,7 +170,7 @@ let lastSeq = null;
 
 function connectEvents(delay = 500) {
   const since = lastSeq == null ? "" : `?since_seq=${lastSeq}`;
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events${since}`);
+  const ws = new WebSocket(withToken(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events${since}`));
   const conn = $("#conn");
   ws.onopen = () => { conn.textContent = "live"; conn.className = "badge open"; delay = 500; };
   ws.onmessage = (msg) => {

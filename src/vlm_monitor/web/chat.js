@@ -20,7 +20,7 @@ function b64(bytes) {
 
 function connect() {
   state.wanted = true;
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/video`);
+  const ws = new WebSocket(withToken(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/video`));
   state.ws = ws;
   setConn("connecting…");
   ws.onopen = () => { setConn("connected", "open"); state.retry = 500; $("start").disabled = false; };
@@ -135,3 +135,8 @@ $("connect").addEventListener("click", () => (state.wanted ? disconnect() : conn
 $("start").addEventListener("click", startStreaming);
 $("stop").addEventListener("click", stopStreaming);
 window.addEventListener("pagehide", disconnect); // clean-up on page close (seed 004)
+
+// /ws/video needs the API token: find out now rather than at the first failed connect.
+fetch("/api/config").then((resp) => {
+  if (resp.status === 403) setConn("this page needs the API token (a viewer token is read-only)");
+}).catch(() => {});

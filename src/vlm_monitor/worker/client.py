@@ -31,10 +31,15 @@ class BackendVideoClient:
         name: str = "worker",
         frame_rate: float | None = None,
         timeout: float = 10.0,
+        token: str | None = None,
     ) -> None:
+        """``token``: the backend's ``api_token``, when it has one."""
         self.backend_url = backend_url.rstrip("/")
         self.stream, self.name, self.frame_rate = stream, name, frame_rate
-        self._http = httpx.AsyncClient(base_url=self.backend_url, timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.backend_url, timeout=timeout, headers=self._headers
+        )
         self.reconnects = 0
 
     async def __aenter__(self) -> BackendVideoClient:
@@ -90,7 +95,9 @@ class BackendVideoClient:
                     json={"stream": self.stream, "name": self.name, "frame_rate": self.frame_rate},
                 )
                 ws_url = self.backend_url.replace("http", "ws", 1) + sub["ws_path"]
-                async with websockets.connect(ws_url, max_size=32 * 1024 * 1024) as ws:
+                async with websockets.connect(
+                    ws_url, max_size=32 * 1024 * 1024, additional_headers=self._headers
+                ) as ws:
                     log.info(
                         "subscribed",
                         extra={

@@ -67,7 +67,9 @@ async def run_clip_worker(
     size = parse_size(clips.size)
     processor.start()
     try:
-        async with BackendVideoClient(backend_url, stream, "clips-worker", frame_rate) as client:
+        async with BackendVideoClient(
+            backend_url, stream, "clips-worker", frame_rate, token=api_token
+        ) as client:
 
             async def consume() -> None:
                 async for msg in client.frames():

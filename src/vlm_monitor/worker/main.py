@@ -49,9 +49,10 @@ async def run_worker(
     name: str,
     duration: float | None,
     report_every: float = 5.0,
+    token: str | None = None,
 ) -> dict[str, object]:
     stats = LatencyStats()
-    async with BackendVideoClient(backend_url, stream, name, frame_rate) as client:
+    async with BackendVideoClient(backend_url, stream, name, frame_rate, token=token) as client:
 
         async def consume() -> None:
             next_report = time.monotonic() + report_every

@@ -1,0 +1,218 @@
+"""The door of the server: one ASGI middleware in front of every route, mounted app and
+WebSocket, so a route added later is protected without remembering to be.
+
+Access levels, decided from the method and path alone:
+- open: ``/health`` and the dashboard's static files (public code; the page asks for a token);
+- viewer: read-only views (``GET /api/...``, live MJPEG, ``/ws/events``, Socket.IO, WHEP);
+  the viewer token or the API token;
+- publish: ``/whip/...`` checks its per-stream publish token itself;
+- control: everything else (changes, ``/internal/...``, ``/api/config``, realtime chat,
+  posted results, and ``/metrics`` unless ``metrics_public``); the API token only.
+
+With no ``api_token`` configured, nothing is checked (the default bind is 127.0.0.1). Tokens
+come from ``Authorization: Bearer`` or, for what browsers cannot give headers to (``<img>``,
+WebSocket), a ``token`` query parameter; they are compared in constant time and never logged.
+
+Limits enforced here: request body size (413), long-lived connections per client address
+(MJPEG, WebSocket, Socket.IO: 429), and the Origin of WebSocket handshakes (403 unless same
+host or in ``cors_origins``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vlm_monitor.config import ServerConfig
+
+log = logging.getLogger("vlm_monitor.guard")
+
+
+class Access(enum.IntEnum):
+    OPEN = 0
+    VIEWER = 1
+    PUBLISH = 2
+    CONTROL = 3
+
+
+READ = {"GET", "HEAD"}
+VIEWER_READ = re.compile(r"^/api/(?!config$).*$")
+LONG_LIVED = re.compile(r"^/(api/streams/[^/]+/mjpeg|ws/.*|socket\.io/.*|internal/video/ws/.*)$")
+
+
+def access_of(method: str, path: str, static: Iterable[str], metrics_public: bool) -> Access:
+    if path == "/health" or (method in READ and path in static):
+        return Access.OPEN
+    if path == "/metrics" and method in READ:
+        return Access.OPEN if metrics_public else Access.CONTROL
+    if path.startswith("/whip/"):
+        return Access.PUBLISH
+    if path == "/ws/events" or path.startswith(("/socket.io/", "/whep/")):
+        return Access.VIEWER
+    if method in READ and VIEWER_READ.match(path):
+        return Access.VIEWER
+    return Access.CONTROL
+
+
+def token_of(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            text: str = value.decode("latin-1")
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token:
+                return token.strip()
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return str(values[-1]) if values else None
+
+
+def same(token: str | None, expected: str | None) -> bool:
+    if not token or not expected:
+        return False
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, config: ServerConfig, static: Iterable[str]) -> None:
+        self.app, self.config = app, config
+        self.static = frozenset(static)
+        self.connections: Counter[str] = Counter()  # long-lived connections per client host
+        self.refused: Counter[str] = Counter()  # reason -> count, for /metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        refusal = self._check_auth(scope, method, path) or self._check_origin(scope)
+        if refusal is not None:
+            await self._refuse(scope, receive, send, *refusal)
+            return
+        client = (scope.get("client") or ("?", 0))[0]
+        long_lived = LONG_LIVED.match(path) is not None
+        if long_lived and self.connections[client] >= self.config.max_connections_per_client:
+            await self._refuse(
+                scope, receive, send, 429,
+                f"more than {self.config.max_connections_per_client} open connections "
+                "from this address",
+            )  # fmt: skip
+            return
+        if scope["type"] == "http":
+            length = _content_length(scope)
+            if length is not None and length > self.config.max_body_bytes:
+                await self._refuse(scope, receive, send, 413, self._too_large())
+                return
+            receive = self._capped(receive, scope, send)
+        if not long_lived:
+            await self.app(scope, receive, send)
+            return
+        self.connections[client] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.connections[client] -= 1
+            if self.connections[client] <= 0:
+                del self.connections[client]
+
+    def _check_auth(self, scope: Scope, method: str, path: str) -> tuple[int, str] | None:
+        api = self.config.api_token
+        if not api:
+            return None
+        access = access_of(method, path, self.static, self.config.metrics_public)
+        if access in (Access.OPEN, Access.PUBLISH):
+            return None
+        token = token_of(scope)
+        if same(token, api):
+            return None
+        if access is Access.VIEWER and same(token, self.config.viewer_token):
+            return None
+        if token is None:
+            return 401, "a token is required: Authorization: Bearer <token> (or ?token=)"
+        if access is Access.CONTROL and same(token, self.config.viewer_token):
+            return 403, "the viewer token is read-only; this needs the API token"
+        return 401, "wrong token"
+
+    def _check_origin(self, scope: Scope) -> tuple[int, str] | None:
+        """Browsers send Origin on WebSocket handshakes but apply no same-origin rule to
+        them; a page on another site must not ride on a user's stored token."""
+        if scope["type"] != "websocket":
+            return None
+        headers = dict(scope.get("headers", ()))
+        origin = headers.get(b"origin")
+        if origin is None:
+            return None  # not a browser
+        text = origin.decode("latin-1")
+        host = headers.get(b"host", b"").decode("latin-1")
+        if urlsplit(text).netloc == host or text in self.config.cors_origins:
+            return None
+        return 403, f"origin {text!r} is not allowed (server.cors_origins)"
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.config.max_body_bytes} bytes"
+
+    def _capped(self, receive: Receive, scope: Scope, send: Send) -> Receive:
+        """Counts the bytes of bodies without (or with a lying) Content-Length."""
+        seen = 0
+        limit = self.config.max_body_bytes
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(self._too_large())
+            return message
+
+        return capped
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, error: str
+    ) -> None:
+        self.refused[str(status)] += 1
+        client = (scope.get("client") or ("?", 0))[0]
+        log.warning(
+            "request refused",
+            extra={"fields": {"status": status, "path": scope["path"], "client": client,
+                              "error": error}},
+        )  # fmt: skip
+        headers = [(b"content-type", b"application/json")]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        body = json.dumps({"error": error}).encode()
+        prefix = "http."
+        if scope["type"] == "websocket":
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                # Closing before accepting answers the handshake with a bare 403.
+                await send({"type": "websocket.close", "code": 1008, "reason": error[:120]})
+                return
+            prefix = "websocket.http."  # the handshake gets the real status and reason
+        await send({"type": prefix + "response.start", "status": status, "headers": headers})
+        await send({"type": prefix + "response.body", "body": body})
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a body outgrows the limit mid-stream; FastAPI passes an
+    HTTPException raised while reading a body through as it is."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
