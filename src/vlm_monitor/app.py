@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -43,6 +45,24 @@ def _validation_messages(exc: RequestValidationError) -> list[str]:
     return out
 
 
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec, with our 422 body ({"error", "detail": [messages]}) in place of its
+    default, so clients (and the schema fuzzer) see what is really sent."""
+    if app.openapi_schema is None:
+        spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        spec.setdefault("components", {}).setdefault("schemas", {})["HTTPValidationError"] = {
+            "title": "ValidationError",
+            "type": "object",
+            "properties": {
+                "error": {"type": "string"},
+                "detail": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["error"],
+        }
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
 def create_app(config: Config) -> FastAPI:
     services = Services(config)
 
@@ -55,6 +75,7 @@ def create_app(config: Config) -> FastAPI:
             await services.stop()
 
     app = FastAPI(title="vlm-monitor", version=__version__, lifespan=lifespan)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.services = services
     app.state.metrics = system.metrics_registry(services)
 

@@ -140,6 +140,15 @@ def _run_server(config: Config, duration: float | None = None) -> None:
         )
     )
 
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    # uvicorn handles SIGTERM/SIGINT while serving, then raises them again once it has shut
+    # down gracefully; with these handlers in place that second one is a no-op, so a clean
+    # SIGTERM stop exits 0 (what service managers expect), not -15.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
     async def run() -> None:
         task = asyncio.create_task(server.serve())
         if duration is not None:

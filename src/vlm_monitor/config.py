@@ -54,6 +54,9 @@ class ServerConfig(_Model):
     max_streams: int = Field(256, ge=1, description="more streams are refused with 429")
     max_flows: int = Field(200, ge=1, description="more flows are refused with 429")
     data_dir: str = "./data"
+    media_dir: str = Field(
+        "./media", description="file:// streams added over the API must be inside it"
+    )
     log_dir: str = "./logs"
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality for live view")
     mjpeg_fps: float = Field(15, gt=0, le=60, description="max frames/s per MJPEG viewer")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as FastApiPath
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vlm_monitor.api.deps import ServicesDep, require_stream
 
 router = APIRouter()
+ResultId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]  # SQLite's integer range
+CLIP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 
 @router.get("/api/results")
@@ -30,6 +34,19 @@ class ResultIn(BaseModel):
     error: str | None = Field(None, max_length=10_000)
     video_info: dict[str, Any]
     inference_start_time: float
+
+    @field_validator("video_info")
+    @classmethod
+    def _clip_id(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # It names a file (GET .../clip): a plain name, nothing that walks directories.
+        clip_id = value.get("clip_id")
+        if clip_id is not None and not (
+            isinstance(clip_id, str)
+            and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}", clip_id)
+        ):
+            raise ValueError("clip_id must be a plain file name: letters, digits, _ . -")
+        return value
+
     inference_end_time: float
 
 
@@ -44,7 +61,7 @@ async def post_result(body: ResultIn, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/api/results/{result_id}")
-async def get_result(result_id: int, services: ServicesDep) -> dict[str, Any]:
+async def get_result(result_id: ResultId, services: ServicesDep) -> dict[str, Any]:
     doc = await services.store.result(result_id)
     if doc is None:
         raise HTTPException(404, f"unknown result {result_id}")
@@ -52,7 +69,7 @@ async def get_result(result_id: int, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/api/results/{result_id}/clip")
-async def get_clip(result_id: int, services: ServicesDep) -> FileResponse:
+async def get_clip(result_id: ResultId, services: ServicesDep) -> FileResponse:
     doc = await services.store.result(result_id)
     if doc is None:
         raise HTTPException(404, f"unknown result {result_id}")

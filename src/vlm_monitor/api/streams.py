@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -11,6 +12,8 @@ from vlm_monitor.api.analysis import set_analyzers
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
 from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
+from vlm_monitor.sources.url import parse_source_url
+from vlm_monitor.storage.paths import opens_inside
 
 router = APIRouter()
 
@@ -22,6 +25,12 @@ async def list_streams(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.post("/api/streams", status_code=201)
 async def add_stream(body: StreamConfig, services: ServicesDep) -> dict[str, Any]:
+    source = parse_source_url(body.url)
+    media = services.config.server.media_dir
+    if source.scheme == "file" and not await asyncio.to_thread(opens_inside, source.path, media):
+        raise HTTPException(
+            422, f"url: file:// streams added over the API must be inside server.media_dir {media}"
+        )
     if body.clips is not None and body.clips.provider is not None:
         names = (
             body.clips.provider if isinstance(body.clips.provider, list) else [body.clips.provider]

@@ -255,7 +255,9 @@ def metrics_registry(services: Services) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics", responses={200: {"content": {"text/plain": {}}, "description": "Prometheus"}}
+)
 async def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -15,6 +15,7 @@ from vlm_monitor.clips.types import ResultData
 from vlm_monitor.config import BusConfig, ClipsConfig, StreamConfig, parse_size
 from vlm_monitor.hub import StreamHub, Subscription
 from vlm_monitor.storage.db import Store
+from vlm_monitor.storage.paths import inside
 from vlm_monitor.types import Event
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
@@ -136,8 +137,10 @@ class ClipService:
         )
 
     def clip_path(self, stream: str, clip_id: str) -> Path | None:
-        path = self.clips_dir / stream / f"{clip_id}.mp4"
-        return path if path.is_file() else None
+        """The clip's file, or None; never a path outside the clips directory, whatever a
+        stored result claims its clip is."""
+        path = inside(self.clips_dir, stream, f"{clip_id}.mp4")
+        return path if path is not None and path.is_file() else None
 
     def status(self, stream_id: str) -> dict[str, Any] | None:
         runner = self.running.get(stream_id)

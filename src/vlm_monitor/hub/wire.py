@@ -53,5 +53,5 @@ def unpack(data: bytes) -> FrameMessage:
             int(head["height"]),
             data[_LEN.size + n :],
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise ValueError(f"bad frame message header: {exc}") from None
