@@ -266,7 +266,7 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
         timeout=90,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    with srv.client() as c:
+    with srv.client("s3cret-token") as c:
         got = c.get("/api/results", params={"stream": "cam"}).json()
         assert len(got) >= 2 and all(r["provider"] == "offline" and r["error"] is None for r in got)
         assert (tmp_path / "wd" / "clips" / "cam").is_dir()
@@ -281,7 +281,7 @@ def test_clip_worker_out_of_process_posts_results(server, tmp_path) -> None:
                 "inference_end_time",
             )
         }
-        assert c.post("/api/results", json=body).status_code == 401
+        assert httpx.post(srv.url + "/api/results", json=body).status_code == 401
         r = c.post("/api/results", json=body, headers={"Authorization": "Bearer s3cret-token"})
         assert r.status_code == 201 and r.json()["id"] > got[0]["id"]
         assert (

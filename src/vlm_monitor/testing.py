@@ -185,8 +185,9 @@ class ServerProcess(ChildProcess):
             raise RuntimeError(f"server exited:\n{self.output()}")
         return httpx.get(self.url + "/health", timeout=1).status_code == 200
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, timeout=10, headers=headers)
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright (make test installs it)
