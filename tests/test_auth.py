@@ -226,6 +226,9 @@ def test_limits_answer_413_and_429(server, tmp_path) -> None:
             10,
             what="a slot freed",
         )
+        metrics = c.get("/metrics").text
+    assert 'vlm_http_refused_total{status="413"} 2.0' in metrics
+    assert 'vlm_http_refused_total{status="429"} 1.0' in metrics
 
 
 def _stream_status(c: httpx.Client, path: str) -> int:

@@ -136,6 +136,8 @@ def _run_server(config: Config, duration: float | None = None) -> None:
             port=config.server.port,
             log_config=None,
             ws_ping_interval=20,
+            # A bigger WebSocket message is refused (close 1009) before it is buffered.
+            ws_max_size=config.realtime.max_message_bytes + 65536,
             timeout_graceful_shutdown=3,
         )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import time
@@ -41,6 +42,7 @@ class Services:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started_at = time.time()
+        self.refused: collections.Counter[str] = collections.Counter()  # by the guard, by status
         self.hub = StreamHub()
         self.bus = EventBus()
         self.store = Store(config.server.data_dir)

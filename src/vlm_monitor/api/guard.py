@@ -81,11 +81,14 @@ def same(token: str | None, expected: str | None) -> bool:
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, config: ServerConfig, static: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, config: ServerConfig, static: Iterable[str], refused: Counter[str]
+    ) -> None:
+        """``refused``: status code -> requests refused, shared with /metrics."""
         self.app, self.config = app, config
         self.static = frozenset(static)
         self.connections: Counter[str] = Counter()  # long-lived connections per client host
-        self.refused: Counter[str] = Counter()  # reason -> count, for /metrics
+        self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -170,6 +173,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    self.refused["413"] += 1
                     raise BodyTooLarge(self._too_large())
             return message
 

@@ -132,6 +132,12 @@ class HubCollector(Collector):
         yield from self._analyzers()
         yield from self._realtime()
         yield from self._bus()
+        refused = CounterMetricFamily(
+            "vlm_http_refused", "requests refused by auth and limits", labels=["status"]
+        )
+        for code, count in sorted(self.services.refused.items()):
+            refused.add_metric([code], count)
+        yield refused
         listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
         listeners.add_metric([], self.services.bus.listeners)
         published = CounterMetricFamily("vlm_events_published", "events published")
