@@ -31,7 +31,7 @@ import redis
 from vlm_monitor.camera.scene import SyntheticScene
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig
 from vlm_monitor.stats import percentile
-from vlm_monitor.testing import ChildProcess, ServerProcess, free_port, wait_until
+from vlm_monitor.testing import ServerProcess, free_port, start_job_worker, wait_until
 from vlm_monitor.vlm.base import VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.worker.jobs import RedisClipDispatcher
@@ -53,23 +53,7 @@ def throughput(url: str, n_workers: int, seconds: float, tmp: Path) -> float:
     config = tmp / "worker.json"
     config.write_text(json.dumps({"vlm": {"providers": [{"name": "local", "kind": "local"}]}}))
     workers = [
-        ChildProcess(
-            [
-                sys.executable,
-                "-m",
-                "vlm_monitor",
-                "worker",
-                "--redis-url",
-                url,
-                "--config",
-                str(config),
-                "--name",
-                f"w{i}",
-                "--jobs",
-                "clip",
-            ],
-            tmp / f"w{n_workers}-{i}.out",
-        )
+        start_job_worker(url, config, f"w{i}", tmp / f"w{n_workers}-{i}.out", "--jobs", "clip")
         for i in range(n_workers)
     ]
     clips = ClipsConfig(provider="local", dispatch="redis", deadline_s=60, max_backlog=1000)
@@ -101,11 +85,7 @@ def throughput(url: str, n_workers: int, seconds: float, tmp: Path) -> float:
 
 def added_latency(url: str, tmp: Path, n: int = 40) -> dict:
     config = tmp / "worker.json"
-    worker = ChildProcess(
-        [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", url, "--config",
-         str(config), "--name", "lat", "--jobs", "clip"],
-        tmp / "lat.out",
-    )  # fmt: skip
+    worker = start_job_worker(url, config, "lat", tmp / "lat.out", "--jobs", "clip")
     clips = ClipsConfig(provider="local", dispatch="redis", deadline_s=60)
     dispatch = RedisClipDispatcher(url, CHANNEL, clips, 1000)
     local = ProviderSet([VlmProviderConfig(name="local", kind="local")]).analyzer(clips)
@@ -140,22 +120,8 @@ def analysis(url: str, tmp: Path, n_workers: int, seconds: float) -> dict:
     server = ServerProcess(workdir, config)
     (workdir / "w.json").write_text(json.dumps({"bus": {"channel": f"bench-{n_workers}"}}))
     workers = [
-        ChildProcess(
-            [
-                sys.executable,
-                "-m",
-                "vlm_monitor",
-                "worker",
-                "--redis-url",
-                url,
-                "--config",
-                str(workdir / "w.json"),
-                "--name",
-                f"a{i}",
-                "--jobs",
-                "analyze",
-            ],
-            workdir / f"a{i}.out",
+        start_job_worker(
+            url, workdir / "w.json", f"a{i}", workdir / f"a{i}.out", "--jobs", "analyze"
         )
         for i in range(n_workers)
     ]

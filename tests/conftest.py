@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from vlm_monitor.testing import CameraProcess, ChildProcess, ServerProcess, free_port, wait_until
+from vlm_monitor.testing import (
+    CameraProcess,
+    ChildProcess,
+    ServerProcess,
+    free_port,
+    start_job_worker,
+    wait_until,
+)
 
 SUPPORT = Path(__file__).parent / "support"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -165,11 +172,7 @@ def job_worker(tmp_path, redis_server):
     def start(name: str, *extra: str, config: dict | None = None) -> ChildProcess:
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(config or {}))
-        proc = ChildProcess(
-            [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", redis_server.url,
-             "--config", str(path), "--name", name, *extra],
-            tmp_path / f"{name}.out",
-        )  # fmt: skip
+        proc = start_job_worker(redis_server.url, path, name, tmp_path / f"{name}.out", *extra)
         started.append(proc)
         return proc
 

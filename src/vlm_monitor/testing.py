@@ -99,6 +99,17 @@ class ChildProcess:
         self._log.close()
 
 
+def start_job_worker(
+    redis_url: str, config: Path, name: str, log: Path, *extra: str
+) -> ChildProcess:
+    """``vlm-monitor worker --redis-url`` as a child process; ``extra``: e.g. ``--jobs clip``."""
+    return ChildProcess(
+        [sys.executable, "-m", "vlm_monitor", "worker", "--redis-url", redis_url,
+         "--config", str(config), "--name", name, *extra],
+        log,
+    )  # fmt: skip
+
+
 class CameraProcess(ChildProcess):
     """``vlm-monitor camera`` on a free port (known once it listens)."""
 
