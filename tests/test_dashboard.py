@@ -228,3 +228,41 @@ def test_dashboard_switches_to_webrtc_and_shows_latency(server, tmp_path) -> Non
         page.screenshot(path=str(tmp_path / "webrtc.png"))
         page.locator(f"{sel} .rtc-toggle").click()  # back to MJPEG
         assert page.get_attribute(sel, "data-view") == "mjpeg"
+
+
+def test_dashboard_asks_for_the_token_keeps_it_and_a_viewer_cannot_change(
+    page, server, tmp_path
+) -> None:
+    srv = server(
+        {
+            "server": {"api_token": "api-token-0123456789", "viewer_token": "view-0123456789"},
+            "streams": [{"id": "demo", "url": "synthetic://?fps=10&size=640x360"}],
+        }
+    )
+    page.goto(srv.url + "/")
+    page.locator("#token-dialog").wait_for(timeout=15000)
+    page.fill("#token-dialog input[name=token]", "view-0123456789")
+    page.click("#token-dialog button")
+    page.locator('article[data-stream="demo"]').wait_for(timeout=15000)
+    # The live view (an <img>, ?token=) and the event socket work with the viewer token.
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=demo] img.view').naturalWidth === 640",
+        timeout=20000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=demo]').dataset.state === 'live'",
+        timeout=20000,
+    )
+    # Kept across a reload: no second question.
+    page.reload()
+    page.locator('article[data-stream="demo"]').wait_for(timeout=15000)
+    assert page.locator("#token-dialog").count() == 0
+    # The viewer token is read-only.
+    status = page.evaluate(
+        """async () => (await fetch('/api/streams', {method: 'POST',
+             headers: {'Content-Type': 'application/json'},
+             body: JSON.stringify({id: 'x', url: 'synthetic://'})})).status"""
+    )
+    assert status == 403
+    with srv.client("api-token-0123456789") as c:
+        assert [s["id"] for s in c.get("/api/streams").json()] == ["demo"]
