@@ -37,7 +37,7 @@ from vlm_monitor.config import ServerConfig
 log = logging.getLogger("vlm_monitor.guard")
 
 
-class Access(enum.IntEnum):
+class Access(enum.Enum):
     OPEN = 0
     VIEWER = 1
     PUBLISH = 2
@@ -98,13 +98,13 @@ class Guard:
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
         refusal = self._check_auth(scope, method, path) or self._check_origin(scope)
         if refusal is not None:
-            await self._refuse(scope, receive, send, *refusal)
+            await self._refuse(scope, send, *refusal)
             return
         client = (scope.get("client") or ("?", 0))[0]
         long_lived = LONG_LIVED.match(path) is not None
         if long_lived and self.connections[client] >= self.config.max_connections_per_client:
             await self._refuse(
-                scope, receive, send, 429,
+                scope, send, 429,
                 f"more than {self.config.max_connections_per_client} open connections "
                 "from this address",
             )  # fmt: skip
@@ -112,9 +112,9 @@ class Guard:
         if scope["type"] == "http":
             length = _content_length(scope)
             if length is not None and length > self.config.max_body_bytes:
-                await self._refuse(scope, receive, send, 413, self._too_large())
+                await self._refuse(scope, send, 413, self._too_large())
                 return
-            receive = self._capped(receive, scope, send)
+            receive = self._capped(receive)
         if not long_lived:
             await self.app(scope, receive, send)
             return
@@ -162,7 +162,7 @@ class Guard:
     def _too_large(self) -> str:
         return f"request body larger than {self.config.max_body_bytes} bytes"
 
-    def _capped(self, receive: Receive, scope: Scope, send: Send) -> Receive:
+    def _capped(self, receive: Receive) -> Receive:
         """Counts the bytes of bodies without (or with a lying) Content-Length."""
         seen = 0
         limit = self.config.max_body_bytes
@@ -179,9 +179,7 @@ class Guard:
 
         return capped
 
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, status: int, error: str
-    ) -> None:
+    async def _refuse(self, scope: Scope, send: Send, status: int, error: str) -> None:
         self.refused[str(status)] += 1
         client = (scope.get("client") or ("?", 0))[0]
         log.warning(
