@@ -1,6 +1,8 @@
 """Property-based fuzzing of every parser of outside bytes: whatever comes in, each one
 either returns a value or raises its documented error (which the server turns into a 4xx
-or an error event), never anything else. FUZZ_EXAMPLES sets the examples per parser."""
+or an error event), never anything else. FUZZ_EXAMPLES sets the examples per parser; the
+suite's runs are derandomized (the same inputs every time, so CI is repeatable), FUZZ_RANDOM=1
+explores new ones."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from vlm_monitor.testing import ServerProcess
 
 TOKEN = "fuzz-token-0123456789"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300")) // 10
+RANDOM = bool(os.environ.get("FUZZ_RANDOM"))  # else the same cases every run (see test_fuzz)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,12 @@ def test_api_never_fails_on_any_input(api_schema) -> None:
     for operation in operations:
 
         @given(operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=not RANDOM,
+        )
         def call(case) -> None:
             case.call_and_validate(
                 headers={"Authorization": f"Bearer {TOKEN}"},
