@@ -3,11 +3,12 @@ in ANALYZERS and its parameters in ``params.py``."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 
-from vlm_monitor.analyzers.base import Analyzer, StreamContext
+from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext
 from vlm_monitor.analyzers.emotion import no_face
 from vlm_monitor.analyzers.motion import MotionDetector
 from vlm_monitor.analyzers.ocr import read_words, tesseract_path
@@ -165,3 +166,16 @@ class OcrAnalyzer(Analyzer):
 ANALYZERS: dict[str, type[Analyzer]] = {
     cls.name: cls for cls in (EmotionAnalyzer, HeartRateAnalyzer, MotionAnalyzer, OcrAnalyzer)
 }
+
+
+def build_analyzers(
+    stream_id: str,
+    configs: list[AnalyzerConfig],
+    models: SharedModels,
+    executor: Executor | None = None,
+) -> tuple[StreamContext, dict[str, Analyzer]]:
+    """One stream's analyzers around one shared StreamContext, detecting faces as often as
+    the most demanding of them asks. ``executor``: where detections run (None: inline)."""
+    detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in configs), default=1.0)
+    context = StreamContext(stream_id, models, detect_every, executor)
+    return context, {a.name: ANALYZERS[a.name](a, context) for a in configs}

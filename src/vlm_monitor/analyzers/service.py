@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vlm_monitor.analyzers.base import AnalysisResult, Analyzer, SharedModels, StreamContext
-from vlm_monitor.analyzers.builtin import ANALYZERS
+from vlm_monitor.analyzers.builtin import ANALYZERS, build_analyzers
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
 from vlm_monitor.analyzers.remote import RemoteAnalysis
 from vlm_monitor.analyzers.stats import RunnerStats
@@ -136,17 +136,14 @@ class AnalyzerService:
                 extra={"fields": {"stream": stream.id, "analyzers": list(stats)}},
             )
             return
-        detect_every = min(
-            (float(a.params.get("detect_every_s", 1.0)) for a in stream.analyzers),
-            default=1.0,
-        )
-        context = StreamContext(stream.id, self.models, detect_every, self.detect_pool)
         try:
-            analyzers = [ANALYZERS[a.name](a, context) for a in stream.analyzers]
+            context, analyzers = build_analyzers(
+                stream.id, stream.analyzers, self.models, self.detect_pool
+            )
         except Exception as exc:
             raise ValueError(f"stream {stream.id}: {exc}") from exc
         runners = {}
-        for analyzer in analyzers:
+        for analyzer in analyzers.values():
             sub = self.hub.subscribe(
                 stream.id,
                 f"analyzer:{analyzer.name}",

@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext
-from vlm_monitor.analyzers.builtin import ANALYZERS
+from vlm_monitor.analyzers.base import Analyzer, SharedModels
+from vlm_monitor.analyzers.builtin import build_analyzers
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.types import Frame
 from vlm_monitor.worker.jobs import GROUP, WorkerProcess, analysis_keys, decode, ensure_group
@@ -162,10 +162,8 @@ class AnalysisWorker:
         state = self.leases.get(stream)
         if state is None or state.configs != text:
             parsed = [AnalyzerConfig.model_validate(c) for c in configs]
-            detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in parsed),
-                               default=1.0)  # fmt: skip
-            context = StreamContext(stream, self.models, detect_every)
-            state = StreamState(text, {a.name: ANALYZERS[a.name](a, context) for a in parsed})
+            _, analyzers = build_analyzers(stream, parsed, self.models)
+            state = StreamState(text, analyzers)
             self.leases[stream] = state
         return state.analyzers
 
