@@ -34,20 +34,16 @@ class ResultIn(BaseModel):
     error: str | None = Field(None, max_length=10_000)
     video_info: dict[str, Any]
     inference_start_time: float
+    inference_end_time: float
 
     @field_validator("video_info")
     @classmethod
     def _clip_id(cls, value: dict[str, Any]) -> dict[str, Any]:
         # It names a file (GET .../clip): a plain name, nothing that walks directories.
         clip_id = value.get("clip_id")
-        if clip_id is not None and not (
-            isinstance(clip_id, str)
-            and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}", clip_id)
-        ):
+        if clip_id is not None and not (isinstance(clip_id, str) and CLIP_ID.fullmatch(clip_id)):
             raise ValueError("clip_id must be a plain file name: letters, digits, _ . -")
         return value
-
-    inference_end_time: float
 
 
 @router.post("/api/results", status_code=201)

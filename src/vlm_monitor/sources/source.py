@@ -99,10 +99,13 @@ class Source:
             "last_error": self.last_error,
         }
 
+    def _scrub(self, text: str) -> str:
+        """FFmpeg's messages quote the URL, password included."""
+        return text.replace(self.config.url, redact_url(self.config.url))
+
     def _set_state(self, state: StreamState, error: str | None = None) -> None:
         if error is not None:
-            # FFmpeg's messages quote the URL, password included.
-            error = error.replace(self.config.url, redact_url(self.config.url))
+            error = self._scrub(error)
             self.last_error = error
         if state is self.state:
             return
@@ -171,7 +174,7 @@ class Source:
                         "fields": {
                             "stream": self.id,
                             "transport": transport,
-                            "error": str(exc).replace(self.config.url, redact_url(self.config.url)),
+                            "error": self._scrub(str(exc)),
                         }
                     },
                 )
