@@ -85,6 +85,8 @@ def test_two_workers_share_streams_and_a_killed_ones_streams_are_taken_over(
         assert motion["latency_p50_s"] is not None
     assert final["jobs"]["workers"]["w2"]["frames"] > 0
     assert final["jobs"]["workers"]["w2"]["kinds"] == ["analyze"]
+    link = final["bus"]["analysis_jobs"]
+    assert link["connected"] and link["streams"] == 4 and link["last_error"] is None
     with srv.client() as c:
         metrics = c.get("/metrics").text
     assert 'vlm_jobs{queue="analyze:cam0",state="lag"}' in metrics

@@ -85,7 +85,13 @@ class Services:
         self.streams.status_extras.append(self._extra_status)
 
     def bus_status(self) -> dict[str, Any]:
-        return {"kind": "local"} if self.relay is None else self.relay.status()
+        if self.relay is None:
+            return {"kind": "local"}
+        status = self.relay.status()
+        if self.analyzers.remote is not None:
+            # The result collector of analyzer jobs: its own Redis connection and duplicates.
+            status["analysis_jobs"] = self.analyzers.remote.status()
+        return status
 
     def job_status(self) -> dict[str, Any] | None:
         """Clip job queue and workers (bus kind redis). Blocking: call in a thread. The last

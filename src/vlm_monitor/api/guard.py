@@ -63,12 +63,17 @@ def access_of(method: str, path: str, static: Iterable[str], metrics_public: boo
     return Access.CONTROL
 
 
+def bearer(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value."""
+    scheme, _, token = authorization.partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def token_of(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            text: str = value.decode("latin-1")
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() == "bearer" and token:
+            token = bearer(value.decode("latin-1"))
+            if token is not None:
                 return token.strip()
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
     return str(values[-1]) if values else None

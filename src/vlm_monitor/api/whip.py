@@ -3,7 +3,6 @@ the WHEP-style live view (``POST /whep/{stream}``, ``DELETE`` its resource)."""
 
 from __future__ import annotations
 
-import hmac
 from importlib import resources
 
 from fastapi import APIRouter, HTTPException, Request
@@ -11,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.api.guard import bearer, same
 from vlm_monitor.config import StreamConfig, describe_errors
 from vlm_monitor.services import Services
 from vlm_monitor.webrtc.whip import OfferError
@@ -21,9 +21,7 @@ router = APIRouter()
 def _check_token(request: Request, token: str | None) -> None:
     if token is None:
         return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+    if not same(bearer(request.headers.get("authorization", "")), token):
         raise HTTPException(
             401,
             "this stream needs its publish token: Authorization: Bearer <token>",
