@@ -186,7 +186,7 @@ class FlowInstance:
                     continue
                 if when is not None:
                     try:
-                        if not when.evaluate(doc):
+                        if not await when.evaluate_in_thread(doc):
                             continue
                     except ExpressionError:
                         continue

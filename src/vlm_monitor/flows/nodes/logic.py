@@ -64,7 +64,8 @@ class ConditionNode(NodeType):
         names["event"] = ctx.event or {}
         names["stream"] = self.flow.stream
         try:
-            value = bool(self.expression.evaluate(names))
+            # Off the loop and time-limited: an expression must not hold the server.
+            value = bool(await self.expression.evaluate_in_thread(names))
         except ExpressionError as exc:
             raise NodeError(f"expression failed: {exc}") from None
         return Gate(value, {"expr": self.expression.source})
