@@ -190,7 +190,12 @@ def receiver():
 
 def test_end_to_end_frame_motion_ocr_condition_alert_webhook(camera, server, receiver) -> None:
     cam = camera(size="640x360", fps=15)
-    srv = server({"streams": [{"id": "cam", "url": cam.url}]})
+    srv = server(
+        {
+            "server": {"webhook_allow": ["127.0.0.1"]},  # the receiver is on this machine
+            "streams": [{"id": "cam", "url": cam.url}],
+        }
+    )
     flow = {
         "id": "watchdog",
         "stream": "cam",

@@ -92,7 +92,13 @@ def create_app(config: Config) -> FastAPI:
 
     web = resources.files("vlm_monitor") / "web"
     pages = ["/", "/chat", "/publish", *(f"/{f.name}" for f in web.iterdir() if f.is_file())]
-    app.add_middleware(Guard, config=config.server, static=pages, refused=services.refused)
+    app.add_middleware(
+        Guard,
+        config=config.server,
+        static=pages,
+        refused=services.refused,
+        socketio_sessions=services.socketio.sessions,
+    )
     if config.server.cors_origins:
         # Outside the guard: a CORS preflight carries no token and must still be answered.
         app.add_middleware(

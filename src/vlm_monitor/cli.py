@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_server(config: Config, duration: float | None = None) -> None:
     import uvicorn
 
+    from vlm_monitor.api.http_protocol import protocol_class
     from vlm_monitor.app import create_app
 
     app = create_app(config)
@@ -134,6 +135,7 @@ def _run_server(config: Config, duration: float | None = None) -> None:
             app,
             host=config.server.host,
             port=config.server.port,
+            http=protocol_class(config.server.header_timeout_s, app.state.services.refused),
             log_config=None,
             ws_ping_interval=20,
             # A bigger WebSocket message is refused (close 1009) before it is buffered.
@@ -251,7 +253,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _check_flows(config)
-    setup_logging("vlm-monitor", config.server.log_dir)
+    setup_logging("vlm-monitor", config.server.log_dir, secrets=config.secrets())
     if args.host:
         config.server.host = args.host
     if args.port is not None:
@@ -266,6 +268,13 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning(
             "no api token on a public address", extra={"fields": {"host": config.server.host}}
         )
+    if config.webrtc.auto_create and not config.webrtc.publish_token:
+        message = (
+            "webrtc.auto_create without webrtc.publish_token: anyone who can reach this port "
+            "can create streams by publishing to /whip/<id>"
+        )
+        print(f"vlm-monitor: WARNING: {message}", file=sys.stderr)
+        log.warning("open WHIP auto-create", extra={"fields": {"host": config.server.host}})
     _run_server(config)
     return 0
 

@@ -53,6 +53,23 @@ class ServerConfig(_Model):
     )
     max_streams: int = Field(256, ge=1, description="more streams are refused with 429")
     max_flows: int = Field(200, ge=1, description="more flows are refused with 429")
+    max_socketio_sessions: int = Field(
+        1000, ge=1, description="Socket.IO (Engine.IO) sessions in total; more get 429"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a request's headers must arrive within this time"
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header values served (port ignored; '*' = any); null = the bind "
+        "host, plus localhost, 127.0.0.1 and ::1 when bound to loopback (any when bound to "
+        "0.0.0.0 or ::)",
+    )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="hosts or networks (CIDR) webhook nodes may post to even though they are "
+        "private, loopback or link-local (those are refused unless listed)",
+    )
     data_dir: str = "./data"
     media_dir: str = Field(
         "./media", description="file:// streams added over the API must be inside it"
@@ -168,6 +185,11 @@ class StreamConfig(_Model):
         "auto", description="RTSP transport; auto tries TCP, then UDP"
     )
     loop: bool = Field(True, description="file:// sources restart at the end")
+    listen: bool = Field(
+        False,
+        description="tcp:// only: wait for the camera to connect to HOST:PORT instead of "
+        "connecting to it (the server opens a listening port)",
+    )
     analysis_size: SizeText | None = Field("640x360", description="shared downscale for analyzers")
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
     open_timeout_s: float = Field(5.0, gt=0)
@@ -315,6 +337,9 @@ class RealtimeConfig(_Model):
     max_messages_per_s: float = Field(
         200, gt=0, le=10_000, description="per session; more get a rate_limited error"
     )
+    max_bytes_per_s: int = Field(
+        4_000_000, ge=10_000, description="per session, averaged over 1 s; more are refused"
+    )
     max_sessions: int = Field(100, ge=1, le=10000)
     preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept from before speech")
     vad: VadConfig = Field(default_factory=VadConfig)
@@ -370,6 +395,15 @@ class Config(_Model):
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
     bus: BusConfig = Field(default_factory=BusConfig)
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every token and API key this configuration holds or names: never to be logged."""
+        values = [self.server.api_token, self.server.viewer_token, self.webrtc.publish_token]
+        values += [s.whip_token for s in self.streams]
+        keys = [p.api_key_env for p in self.vlm.providers]
+        keys += [p.api_key_env for p in self.realtime.providers]
+        values += [os.environ.get(k) for k in keys if k]
+        return tuple(v for v in values if v)
+
     @model_validator(mode="before")
     @classmethod
     def _seed000_stream(cls, data: Any) -> Any:
@@ -396,6 +430,11 @@ class Config(_Model):
             raise ValueError(
                 f"streams: {len(self.streams)} configured, server.max_streams is "
                 f"{self.server.max_streams}"
+            )
+        if self.webrtc.auto_create and not self.webrtc.publish_token and self.server.api_token:
+            raise ValueError(
+                "webrtc.auto_create without webrtc.publish_token would let anyone create "
+                "streams on a server that has server.api_token: set webrtc.publish_token"
             )
         if self.analysis.dispatch == "redis" and self.bus.kind != "redis":
             raise ValueError("analysis.dispatch redis needs bus.kind redis")

@@ -1,4 +1,4 @@
-"""A token bucket: ``rate`` events per second on average, bursts up to ``burst``."""
+"""A token bucket: ``rate`` units per second on average, bursts up to ``burst``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ class TokenBucket:
         self._last = time.monotonic()
         self.refused = 0
 
-    def allow(self) -> bool:
+    def allow(self, cost: float = 1.0) -> bool:
+        """``cost``: units this event takes (1 for a message, its size for bytes)."""
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= cost:
+            self._tokens -= cost
             return True
         self.refused += 1
         return False

@@ -14,8 +14,10 @@ come from ``Authorization: Bearer`` or, for what browsers cannot give headers to
 WebSocket), a ``token`` query parameter; they are compared in constant time and never logged.
 
 Limits enforced here: request body size (413), long-lived connections per client address
-(MJPEG, WebSocket, Socket.IO: 429), and the Origin of WebSocket handshakes (403 unless same
-host or in ``cors_origins``).
+(MJPEG, WebSocket, Socket.IO: 429), Socket.IO sessions per client and in total (429), the
+Origin of WebSocket handshakes and of changing requests (403 unless same host or in
+``cors_origins``: a page on another site must not drive this server through a user's browser,
+token or no token), and the Host header (400 unless in ``allowed_hosts``: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.exceptions import HTTPException
@@ -45,6 +47,11 @@ class Access(enum.Enum):
 
 
 READ = {"GET", "HEAD"}
+SAFE = READ | {"OPTIONS"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+# (client address) -> (Socket.IO sessions in total, sessions of that address)
+SessionCount = Callable[[str], tuple[int, int]]
 VIEWER_READ = re.compile(r"^/api/(?!config$).*$")
 LONG_LIVED = re.compile(r"^/(api/streams/[^/]+/mjpeg|ws/.*|socket\.io/.*|internal/video/ws/.*)$")
 
@@ -79,6 +86,24 @@ def token_of(scope: Scope) -> str | None:
     return str(values[-1]) if values else None
 
 
+def allowed_hosts(config: ServerConfig) -> frozenset[str] | None:
+    """The Host names served; None = any."""
+    if config.allowed_hosts is not None:
+        hosts = frozenset(h.lower() for h in config.allowed_hosts)
+        return None if "*" in hosts else hosts
+    if config.host in ANY_ADDRESS:
+        return None  # every name this machine has is meant; the token is the protection
+    return frozenset({config.host.lower(), *LOOPBACK})
+
+
+def host_name(value: str) -> str:
+    """``example.com:8080`` -> ``example.com``; ``[::1]:8080`` -> ``::1``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
 def same(token: str | None, expected: str | None) -> bool:
     if not token or not expected:
         return False
@@ -87,13 +112,20 @@ def same(token: str | None, expected: str | None) -> bool:
 
 class Guard:
     def __init__(
-        self, app: ASGIApp, config: ServerConfig, static: Iterable[str], refused: Counter[str]
+        self,
+        app: ASGIApp,
+        config: ServerConfig,
+        static: Iterable[str],
+        refused: Counter[str],
+        socketio_sessions: SessionCount | None = None,
     ) -> None:
         """``refused``: status code -> requests refused, shared with /metrics."""
         self.app, self.config = app, config
         self.static = frozenset(static)
         self.connections: Counter[str] = Counter()  # long-lived connections per client host
         self.refused = refused
+        self.hosts = allowed_hosts(config)
+        self.socketio_sessions = socketio_sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -101,11 +133,16 @@ class Guard:
             return
         path = scope["path"]
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
-        refusal = self._check_auth(scope, method, path) or self._check_origin(scope)
+        client = (scope.get("client") or ("?", 0))[0]
+        refusal = (
+            self._check_host(scope)
+            or self._check_auth(scope, method, path)
+            or self._check_origin(scope, method)
+            or self._check_sessions(scope, path, client)
+        )
         if refusal is not None:
             await self._refuse(scope, send, *refusal)
             return
-        client = (scope.get("client") or ("?", 0))[0]
         long_lived = LONG_LIVED.match(path) is not None
         if long_lived and self.connections[client] >= self.config.max_connections_per_client:
             await self._refuse(
@@ -149,20 +186,52 @@ class Guard:
             return 403, "the viewer token is read-only; this needs the API token"
         return 401, "wrong token"
 
-    def _check_origin(self, scope: Scope) -> tuple[int, str] | None:
+    def _check_host(self, scope: Scope) -> tuple[int, str] | None:
+        # Liveness probes address the server by IP whatever its names; /health tells nothing.
+        if self.hosts is None or scope["path"] == "/health":
+            return None
+        host = dict(scope.get("headers", ())).get(b"host")
+        if host is None:
+            return None  # HTTP/1.0 without Host: nothing a rebinding page could send
+        name = host_name(host.decode("latin-1"))
+        if name in self.hosts:
+            return None
+        return 400, f"host {name!r} is not served here (server.allowed_hosts)"
+
+    def _check_origin(self, scope: Scope, method: str) -> tuple[int, str] | None:
         """Browsers send Origin on WebSocket handshakes but apply no same-origin rule to
-        them; a page on another site must not ride on a user's stored token."""
-        if scope["type"] != "websocket":
+        them, and send cross-site "simple" POSTs without asking (no preflight): a page on
+        another site must not drive this server through a user's browser."""
+        if scope["type"] == "http" and method in SAFE:
             return None
         headers = dict(scope.get("headers", ()))
         origin = headers.get(b"origin")
         if origin is None:
+            if headers.get(b"sec-fetch-site") == b"cross-site":
+                return 403, "cross-site requests are not allowed (server.cors_origins)"
             return None  # not a browser
         text = origin.decode("latin-1")
         host = headers.get(b"host", b"").decode("latin-1")
         if urlsplit(text).netloc == host or text in self.config.cors_origins:
             return None
         return 403, f"origin {text!r} is not allowed (server.cors_origins)"
+
+    def _check_sessions(self, scope: Scope, path: str, client: str) -> tuple[int, str] | None:
+        """Each Engine.IO handshake (a request without ``sid``) opens a session the server
+        keeps until it times out; without a cap a client can open thousands."""
+        if self.socketio_sessions is None or not path.startswith("/socket.io/"):
+            return None
+        if "sid" in parse_qs(scope.get("query_string", b"").decode("latin-1")):
+            return None
+        total, mine = self.socketio_sessions(client)
+        if total >= self.config.max_socketio_sessions:
+            return 429, f"more than {self.config.max_socketio_sessions} Socket.IO sessions"
+        if mine >= self.config.max_connections_per_client:
+            return 429, (
+                f"more than {self.config.max_connections_per_client} Socket.IO sessions "
+                "from this address"
+            )
+        return None
 
     def _too_large(self) -> str:
         return f"request body larger than {self.config.max_body_bytes} bytes"

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as FastApiPath
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlm_monitor.api.deps import ServicesDep, require_stream
 
 router = APIRouter()
 ResultId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]  # SQLite's integer range
 CLIP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+MAX_DETAIL_BYTES = 65536  # video_info and extra fields, as JSON: metadata, not payloads
 
 
 @router.get("/api/results")
@@ -45,6 +47,17 @@ class ResultIn(BaseModel):
             raise ValueError("clip_id must be a plain file name: letters, digits, _ . -")
         return value
 
+    @model_validator(mode="after")
+    def _small(self) -> ResultIn:
+        detail = {"video_info": self.video_info, **(self.model_extra or {})}
+        size = len(json.dumps(detail, default=str))
+        if size > MAX_DETAIL_BYTES:
+            raise ValueError(
+                f"video_info and extra fields take {size} bytes as JSON, "
+                f"over {MAX_DETAIL_BYTES}: send metadata, not payloads"
+            )
+        return self
+
 
 @router.post("/api/results", status_code=201)
 async def post_result(body: ResultIn, services: ServicesDep) -> dict[str, Any]:
@@ -69,7 +82,10 @@ async def get_clip(result_id: ResultId, services: ServicesDep) -> FileResponse:
     doc = await services.store.result(result_id)
     if doc is None:
         raise HTTPException(404, f"unknown result {result_id}")
-    path = services.clips.clip_path(doc["stream"], doc["video_info"]["clip_id"])
+    clip_id = (doc.get("video_info") or {}).get("clip_id")
+    if not isinstance(clip_id, str):
+        raise HTTPException(404, f"result {result_id} has no clip")
+    path = services.clips.clip_path(doc["stream"], clip_id)
     if path is None:
         raise HTTPException(410, f"the clip of result {result_id} is no longer retained")
     return FileResponse(path, media_type="video/mp4", filename=path.name)

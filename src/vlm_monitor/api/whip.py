@@ -18,13 +18,17 @@ from vlm_monitor.webrtc.whip import OfferError
 router = APIRouter()
 
 
-def _check_token(request: Request, token: str | None) -> None:
-    if token is None:
+def _check_token(request: Request, token: str | None, api_token: str | None) -> None:
+    """A publisher shows the stream's own publish token or, failing that, the API token.
+    Open only when the server has neither: a server with an API token never takes an
+    anonymous publisher, even for a stream created without a publish token."""
+    if token is None and api_token is None:
         return
-    if not same(bearer(request.headers.get("authorization", "")), token):
+    sent = bearer(request.headers.get("authorization", ""))
+    if not (same(sent, token) or same(sent, api_token)):
         raise HTTPException(
             401,
-            "this stream needs its publish token: Authorization: Bearer <token>",
+            "this stream needs its publish token (or the API token): Authorization: Bearer <token>",
             headers={"WWW-Authenticate": 'Bearer realm="whip"'},
         )
 
@@ -36,7 +40,7 @@ async def _stream_token(services: Services, request: Request, stream_id: str) ->
         config = services.streams.get(stream_id).config
         if not config.url.startswith("whip:"):
             raise HTTPException(409, f"stream {stream_id!r} reads {config.url}, not whip://")
-        _check_token(request, config.whip_token)
+        _check_token(request, config.whip_token, services.config.server.api_token)
         return
     if not cfg.auto_create:
         raise HTTPException(
@@ -44,7 +48,7 @@ async def _stream_token(services: Services, request: Request, stream_id: str) ->
             f"unknown stream {stream_id!r}: add it with url whip:// (POST /api/streams) "
             "or set webrtc.auto_create",
         )
-    _check_token(request, cfg.publish_token)
+    _check_token(request, cfg.publish_token, services.config.server.api_token)
     try:
         config = StreamConfig(
             id=stream_id, url="whip://", analyzers=cfg.auto_analyzers, whip_token=cfg.publish_token
@@ -99,8 +103,10 @@ async def whip_publish(stream_id: str, request: Request, services: ServicesDep) 
 async def whip_end(
     stream_id: str, resource_id: str, request: Request, services: ServicesDep
 ) -> dict[str, object]:
-    if stream_id in services.streams:
-        _check_token(request, services.streams.get(stream_id).config.whip_token)
+    whip_token = (
+        services.streams.get(stream_id).config.whip_token if stream_id in services.streams else None
+    )
+    _check_token(request, whip_token, services.config.server.api_token)
     if not await services.whip.end(stream_id, resource_id, "publisher sent DELETE"):
         raise HTTPException(404, f"no publish session {resource_id!r} on stream {stream_id!r}")
     return {"stream": stream_id, "ended": True}

@@ -74,6 +74,15 @@ class SocketIOBridge:
         for namespace in NAMESPACES:
             self._register(namespace)
 
+    def sessions(self, client: str) -> tuple[int, int]:
+        """Engine.IO sessions open in total, and those opened from ``client``'s address."""
+        total = len(self.sio.eio.sockets)
+        mine = 0
+        for environ in self.sio.environ.values():
+            peer = environ.get("asgi.scope", {}).get("client") or ("?", 0)
+            mine += peer[0] == client
+        return total, mine
+
     def asgi_app(self) -> socketio.ASGIApp:
         return socketio.ASGIApp(self.sio, socketio_path="socket.io")
 

@@ -32,7 +32,13 @@ from vlm_monitor.config import RealtimeConfig, RealtimeProviderConfig
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.ratelimit import TokenBucket
 from vlm_monitor.realtime.metrics import RealtimeMetrics, SessionStats
-from vlm_monitor.realtime.protocol import JPEG_QUALITY, ProtocolError, normalise_frame, parse
+from vlm_monitor.realtime.protocol import (
+    JPEG_QUALITY,
+    ClientMessage,
+    ProtocolError,
+    normalise_frame,
+    parse,
+)
 from vlm_monitor.realtime.providers.base import (
     ProviderUnavailable,
     RealtimeProvider,
@@ -45,6 +51,7 @@ from vlm_monitor.webrtc.inbox import WhipInbox
 
 log = logging.getLogger("vlm_monitor.realtime")
 SOURCE_AUDIO_CHUNK = 3200
+PARSE_INLINE_BYTES = 65536  # smaller messages (audio) are parsed on the loop: no thread hop
 VAD_BACKLOG_CHUNKS = 64  # audio messages waiting for the VAD; more means overload
 PREROLL_SLACK_MS = 2000
 # VAD runs on at most one thread per core: more would only make the ONNX calls contend.
@@ -85,6 +92,10 @@ class RealtimeSession:
         self._preroll_bytes = 0
         self._received = 0  # samples received, the position of the next chunk
         self._rate = TokenBucket(config.max_messages_per_s)
+        # A burst may hold one message of the largest size allowed.
+        self._bytes = TokenBucket(
+            config.max_bytes_per_s, max(config.max_bytes_per_s, config.max_message_bytes)
+        )
         self._speaking = False  # as far as the VAD has said
         self._vad_queue: asyncio.Queue[bytes] = asyncio.Queue(VAD_BACKLOG_CHUNKS)
         self._dropping_response = False  # after a barge-in, until upstream confirms
@@ -150,22 +161,13 @@ class RealtimeSession:
                 raw = await self.ws.receive()
                 if raw["type"] == "websocket.disconnect":
                     break
-                if not self._rate.allow():
-                    # One error per burst: a flooding client must not make us flood back.
-                    if self._rate.refused == 1 or self._rate.refused % 100 == 0:
-                        await self.error(
-                            "rate_limited",
-                            f"over {self.config.max_messages_per_s} messages/s; "
-                            f"{self._rate.refused} dropped",
-                        )
+                body = raw.get("text")
+                if body is None:
+                    body = raw.get("bytes") or b""
+                if not await self._within_rate(len(body)):
                     continue
-                text = raw.get("text")
                 try:
-                    message = parse(
-                        text if text is not None else raw.get("bytes") or b"",
-                        self.config,
-                        want_video=time.monotonic() >= self._next_frame,
-                    )
+                    message = await self._parse(body)
                 except ProtocolError as exc:
                     await self.error(exc.code, str(exc))
                     continue
@@ -179,6 +181,27 @@ class RealtimeSession:
             pass
         finally:
             await self._close()
+
+    async def _within_rate(self, size: int) -> bool:
+        """Messages per second and bytes per second, each a token bucket; what is over
+        either is dropped unread. One error per burst: a flooding client must not make us
+        flood back."""
+        if not self._rate.allow():
+            bucket, limit = self._rate, f"{self.config.max_messages_per_s} messages/s"
+        elif not self._bytes.allow(size):
+            bucket, limit = self._bytes, f"{self.config.max_bytes_per_s} bytes/s"
+        else:
+            return True
+        if bucket.refused == 1 or bucket.refused % 100 == 0:
+            await self.error("rate_limited", f"over {limit}; {bucket.refused} dropped")
+        return False
+
+    async def _parse(self, body: str | bytes) -> ClientMessage:
+        want_video = time.monotonic() >= self._next_frame
+        if len(body) < PARSE_INLINE_BYTES:
+            return parse(body, self.config, want_video)
+        # JSON and base64 of a big frame take milliseconds: not on the event loop.
+        return await asyncio.to_thread(parse, body, self.config, want_video)
 
     async def _close(self) -> None:
         for task in self._tasks:

@@ -4,6 +4,8 @@ broadcast, with cooldown, de-duplication and hysteresis so one incident is one a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +41,40 @@ class WebhookParams(Params):
         return value
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _listed(host: str, address: Address, allow: list[str]) -> bool:
+    for entry in allow:
+        if entry.lower() == host.lower():
+            return True
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host name, compared above
+    return False
+
+
+async def check_target(host: str, port: int, allow: list[str]) -> None:
+    """A webhook may not reach this machine or its private network (the server's own API,
+    a router, a cloud metadata service) unless the address is listed in
+    ``server.webhook_allow``: flows are user input, and the server is inside the network."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise NodeError(f"webhook host {host!r} cannot be resolved: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).partition("%")[0])
+        internal = not address.is_global or address.is_multicast
+        if internal and not _listed(host, address, allow):
+            raise NodeError(
+                f"webhook host {host!r} is {address}, a private, loopback or link-local "
+                "address: list it in server.webhook_allow to allow it"
+            )
+
+
 @register
 class WebhookNode(NodeType):
     """POSTs ``{"flow", "run_id", "stream", "ts", "inputs"}`` as JSON; retries connection
@@ -58,7 +94,11 @@ class WebhookNode(NodeType):
             "ts": time.time(),
             "inputs": summarize(inputs),
         }
+        url = httpx.URL(p.url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        await check_target(url.host, port, ctx.services.config.server.webhook_allow)
         delay, last = p.backoff_s, ""
+        # Redirects are not followed: one could lead to an address the check refuses.
         async with httpx.AsyncClient(timeout=p.timeout_s) as client:
             for attempt in range(1, p.attempts + 1):
                 try:
