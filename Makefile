@@ -36,7 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/realtime.py > bench-realtime.json
 	$(BIN)/python bench/webrtc.py > bench-webrtc.json
 	$(BIN)/python bench/scale.py > bench-scale.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale)"
+	$(BIN)/python bench/attack.py > bench-attack.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
