@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import json5
 import yaml
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,7 @@ from pydantic import (
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
 from vlm_monitor.sources.url import parse_source_url
 
+log = logging.getLogger("vlm_monitor.config")
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -380,6 +382,19 @@ class WorkerConfig(_Model):
     """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
 
     use_backend_client: bool = True
+
+    @field_validator("use_backend_client")
+    @classmethod
+    def _one_connection(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "false would have the inference service open the camera itself, a second "
+                "connection that a single-connection camera refuses; here the backend keeps "
+                "the one connection and workers get frames from it: remove the key or set "
+                "it to true"
+            )
+        return value
+
     backend_url: str = "http://127.0.0.1:8080"
     frame_rate: float = Field(5, gt=0, le=120)
 
@@ -415,8 +430,12 @@ class Config(_Model):
         tcp = legacy.get("tcp", {}) if isinstance(legacy, dict) else {}
         if not isinstance(tcp, dict) or "host" not in tcp or "port" not in tcp:
             raise ValueError("stream.tcp needs host and port")
+        name = tcp.get("id", legacy.get("id"))
+        if name is None:
+            name = "camera"
+            log.warning("stream.tcp names no id: the camera is stream 'camera' (set stream.tcp.id)")
         data.setdefault("streams", []).append(
-            {"id": str(legacy.get("id", "camera")), "url": f"tcp://{tcp['host']}:{tcp['port']}"}
+            {"id": str(name), "url": f"tcp://{tcp['host']}:{tcp['port']}"}
         )
         worker = {
             k: tcp[k] for k in ("use_backend_client", "backend_url", "frame_rate") if k in tcp
@@ -498,8 +517,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        # JSON files may carry // and /* */ comments, as the original example config does.
+        data = json5.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
         ) from None

@@ -21,3 +21,17 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 def require_stream(services: Services, stream_id: str) -> None:
     if stream_id not in services.streams:
         raise HTTPException(404, f"unknown stream {stream_id!r}")
+
+
+def stream_or_only(services: Services, stream_id: str | None) -> str:
+    """The named stream, or, when none is named, the only one there is: the original
+    inference client's calls name no stream, since its backend had one camera."""
+    if stream_id is not None:
+        require_stream(services, stream_id)
+        return stream_id
+    ids = services.streams.ids()
+    if len(ids) == 1:
+        return ids[0]
+    raise HTTPException(
+        422, f"name the stream (stream=...): this server has {len(ids)}: {sorted(ids)}"
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconn
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlm_monitor.api.deps import ServicesDep, require_stream
+from vlm_monitor.api.deps import ServicesDep, stream_or_only
 from vlm_monitor.api.live import jpeg_response
 from vlm_monitor.hub import wire
 
@@ -19,12 +19,12 @@ router = APIRouter(prefix="/internal/video")
 @router.get("/latest-frame")
 async def latest_frame(
     services: ServicesDep,
-    stream: str = Query(...),
+    stream: str | None = Query(None, description="default: the only stream, if there is one"),
     after_seq: int | None = Query(None, ge=0),
     timeout: float = Query(5.0, ge=0, le=60),
 ) -> Response:
     """Newest frame; with ``after_seq``, waits up to ``timeout`` s for a newer one (204 if none)."""
-    require_stream(services, stream)
+    stream = stream_or_only(services, stream)
     frame = services.hub.latest(stream)
     floor = after_seq if after_seq is not None else 0
     if frame is None or frame.seq <= floor:
@@ -53,15 +53,16 @@ async def status(services: ServicesDep) -> dict[str, Any]:
 
 class SubscribeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stream: str
+    stream: str | None = Field(None, description="default: the only stream, if there is one")
     name: str = Field("worker", min_length=1, max_length=64)
     frame_rate: float | None = Field(None, gt=0, le=120)
 
 
 @router.post("/subscribe", status_code=201)
-async def subscribe(body: SubscribeBody, services: ServicesDep) -> dict[str, Any]:
-    require_stream(services, body.stream)
-    sub = services.remote.create(body.stream, body.name, body.frame_rate)
+async def subscribe(services: ServicesDep, body: SubscribeBody | None = None) -> dict[str, Any]:
+    body = body or SubscribeBody()
+    stream = stream_or_only(services, body.stream)
+    sub = services.remote.create(stream, body.name, body.frame_rate)
     return {
         **sub.status(),
         "ws_path": f"/internal/video/ws/{sub.id}",

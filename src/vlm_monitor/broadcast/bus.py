@@ -1,7 +1,8 @@
 """In-process event bus: every push channel (WebSocket, later Socket.IO) reads from it.
 
-Each event gets a monotonically increasing ``seq``; the newest ``RING_EVENTS`` are kept so a
-client that reconnects with ``since_seq`` first receives what it missed. A listener whose
+Each event gets a monotonically increasing ``seq``; the newest ``RING_EVENTS`` (and at most
+``RING_BYTES`` of them, as JSON: results posted by workers may be large) are kept so a client
+that reconnects with ``since_seq`` first receives what it missed. A listener whose
 queue fills up is cut off with a reason (it can resume with ``since_seq``): one slow client
 never slows the others or grows memory.
 """
@@ -12,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import json
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from vlm_monitor.types import Event
 
 CLIENT_QUEUE_EVENTS = 1000
 RING_EVENTS = 5000
+RING_BYTES = 32 * 1024 * 1024
 
 
 class EventQueue:
@@ -48,7 +51,9 @@ class EventBus:
         self._listeners: set[EventQueue] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = itertools.count(1)
-        self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING_EVENTS)
+        self._ring: collections.deque[dict[str, Any]] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
+        self._ring_bytes = 0
         self.published = 0
         self.cut_off = 0  # listeners dropped for being too slow
         self.forwarders: list[Callable[[dict[str, Any]], None]] = []
@@ -106,13 +111,24 @@ class EventBus:
             for forward in self.forwarders:
                 forward(doc)
         self.published += 1
-        self._ring.append(doc)
+        self._keep(doc)
         for listener in list(self._listeners):
             was_ok = not listener.overflowed.is_set()
             listener.put(doc)
             if was_ok and listener.overflowed.is_set():
                 self.cut_off += 1
         return doc
+
+    def _keep(self, doc: dict[str, Any]) -> None:
+        size = len(json.dumps(doc, default=str))
+        self._ring.append(doc)
+        self._sizes.append(size)
+        self._ring_bytes += size
+        while len(self._ring) > RING_EVENTS or (
+            self._ring_bytes > RING_BYTES and len(self._ring) > 1
+        ):
+            self._ring.popleft()
+            self._ring_bytes -= self._sizes.popleft()
 
     def publish_threadsafe(self, event: Event) -> None:
         if self._loop is None:

@@ -55,6 +55,8 @@ def parse(raw: str | bytes, limits: RealtimeConfig, want_video: bool = True) -> 
         raise ProtocolError("bad_message", f'{kind}: "data" must be a base64 string')
     if kind == "video" and not want_video:
         return ClientMessage("video")
+    if data.startswith("data:"):
+        data = _data_url_payload(kind, data)
     try:
         payload = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -73,6 +75,23 @@ def parse(raw: str | bytes, limits: RealtimeConfig, want_video: bool = True) -> 
     if not payload.startswith(b"\xff\xd8"):
         raise ProtocolError("bad_image", "video: data must be a JPEG")
     return ClientMessage("video", payload)
+
+
+def _data_url_payload(kind: str, url: str) -> str:
+    """``data:image/jpeg;base64,...`` (what ``canvas.toDataURL('image/jpeg')`` gives) ->
+    the base64 part, once the type is one we take."""
+    header, comma, payload = url.partition(",")
+    media_type, *params = header.removeprefix("data:").lower().split(";")
+    if not comma or "base64" not in params:
+        raise ProtocolError("bad_base64", f"{kind}: a data URL must be data:<type>;base64,...")
+    wanted = ("image/jpeg", "image/jpg") if kind == "video" else ("audio/pcm", "audio/l16")
+    if media_type not in wanted:
+        hint = "canvas.toDataURL('image/jpeg')" if kind == "video" else "PCM s16le 16 kHz mono"
+        raise ProtocolError(
+            "bad_image" if kind == "video" else "bad_audio",
+            f"{kind}: data URL of type {media_type!r}; send {wanted[0]} ({hint})",
+        )
+    return payload
 
 
 def normalise_frame(jpeg: bytes) -> bytes:
