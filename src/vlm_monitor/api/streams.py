@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vlm_monitor.api.analysis import set_analyzers
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
+from vlm_monitor.services import Services
 from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
-from vlm_monitor.sources.url import parse_source_url
+from vlm_monitor.sources.url import parse_stream_source
 from vlm_monitor.storage.paths import opens_inside
 
 router = APIRouter()
@@ -23,14 +24,27 @@ async def list_streams(services: ServicesDep) -> list[dict[str, Any]]:
     return services.streams.statuses()
 
 
-@router.post("/api/streams", status_code=201)
-async def add_stream(body: StreamConfig, services: ServicesDep) -> dict[str, Any]:
-    source = parse_source_url(body.url)
+async def _check_api_stream(config: StreamConfig, services: Services) -> None:
+    """A stream added over the API: its URL with its settings (``listen``), and, unlike a
+    stream from the config file, a file:// source must be a regular file inside
+    ``server.media_dir``. Raises HTTPException 422."""
+    try:
+        source = parse_stream_source(config.url, config.listen)
+    except ValueError as exc:
+        raise HTTPException(422, f"url: {exc}") from None
     media = services.config.server.media_dir
+    # source.path is exactly what FFmpeg opens (its file protocol, links followed).
     if source.scheme == "file" and not await asyncio.to_thread(opens_inside, source.path, media):
         raise HTTPException(
-            422, f"url: file:// streams added over the API must be inside server.media_dir {media}"
+            422,
+            f"url: file:// streams added over the API must be regular files inside "
+            f"server.media_dir {media}",
         )
+
+
+@router.post("/api/streams", status_code=201)
+async def add_stream(body: StreamConfig, services: ServicesDep) -> dict[str, Any]:
+    await _check_api_stream(body, services)
     if body.clips is not None and body.clips.provider is not None:
         names = (
             body.clips.provider if isinstance(body.clips.provider, list) else [body.clips.provider]
@@ -67,7 +81,7 @@ async def delete_stream(stream_id: str, services: ServicesDep) -> dict[str, Any]
 class RtspStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stream_name: str = Field(pattern=STREAM_ID_PATTERN)
-    rtsp_url: str
+    rtsp_url: str | None = Field(None, description="default: {analysis.rtsp_base}/{stream_name}")
     transport: Literal["tcp", "udp", "auto"] = "auto"
     analyzers: list[AnalyzerConfig] | None = Field(
         None, description="default: analysis.rtsp_default_analyzers (emotion, heart_rate)"
@@ -88,17 +102,26 @@ async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
     analyzers = body.analyzers
     if analyzers is None:
         analyzers = services.config.analysis.rtsp_default_analyzers
+    url = body.rtsp_url
+    if url is None:
+        base = services.config.analysis.rtsp_base
+        if base is None:
+            raise HTTPException(
+                422, "rtsp_url is needed: no analysis.rtsp_base (or MEDIAMTX_HOST) is set"
+            )
+        url = f"{base}/{body.stream_name}"
     try:
         config = StreamConfig(
-            id=body.stream_name, url=body.rtsp_url, transport=body.transport, analyzers=analyzers
+            id=body.stream_name, url=url, transport=body.transport, analyzers=analyzers
         )
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(describe_errors(exc))) from None
+    await _check_api_stream(config, services)
     if body.session_id is not None:
         await services.sessions.bind(body.stream_name, body.session_id, body.student_id)
     if body.stream_name in services.streams:
         running = services.streams.get(body.stream_name).config.url
-        if running != body.rtsp_url:
+        if running != url:
             raise HTTPException(409, f"stream {body.stream_name!r} already runs from {running}")
         if body.analyzers is not None:
             await set_analyzers(services, body.stream_name, body.analyzers)

@@ -17,10 +17,56 @@ class StallError(RuntimeError):
     """The connection is up but no frame has been decoded for ``stall_timeout_s``."""
 
 
+class RefusedInputError(ValueError):
+    """The input is of a kind this source never reads; retrying cannot help."""
+
+
+# Demuxers that open further inputs named inside the bytes they read (playlists, concat
+# lists, SDP session descriptions): a file or peer could name anything the server can reach.
+MULTI_INPUT_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf", "webm_dash_manifest"})
+DEFAULT_RATE = 25.0  # frames per second when a stream states none (FFmpeg's image default)
+MAX_RATE = 120.0  # no paced source plays faster, whatever its timestamps or rate claim
+_MAX_STEP = 10.0  # a timestamp jump longer than this (s) is a discontinuity, not a pause
+_MAX_LAG = 0.5  # after falling behind, catch up at most this much (s) in a burst
+
+
 def _paced_sleep(stop: threading.Event, due: float) -> None:
     delay = due - time.monotonic()
     if delay > 0:
         stop.wait(delay)
+
+
+class Pacer:
+    """Plays frames in real time. Frames are spaced by their timestamps where those step
+    forward plausibly; by the stream's nominal frame period where they are missing, repeat
+    (a looped image), go backwards (a loop restarting) or jump. So no input, whatever its
+    timestamps, is decoded faster than real time."""
+
+    def __init__(self, stop: threading.Event, rate: float) -> None:
+        self.stop = stop
+        self.period = 1.0 / min(max(rate, 1.0), MAX_RATE)
+        self.due: float | None = None
+        self.last_time: float | None = None
+
+    def wait(self, media_time: float | None) -> None:
+        step = self.period
+        if media_time is not None and self.last_time is not None:
+            delta = media_time - self.last_time
+            if 0 < delta <= _MAX_STEP:
+                step = max(delta, 1.0 / MAX_RATE)
+        self.last_time = media_time
+        now = time.monotonic()
+        self.due = now if self.due is None else max(self.due + step, now - _MAX_LAG)
+        _paced_sleep(self.stop, self.due)
+
+
+def nominal_rate(stream: Any) -> float:
+    """The stream's frame rate as the demuxer sees it (guessed from the codec's timing
+    first: raw H.264 states 25 on average but carries its true rate in the SPS)."""
+    for rate in (stream.guessed_rate, stream.average_rate, stream.base_rate):
+        if rate and 0 < float(rate) < 10_000:
+            return float(rate)
+    return DEFAULT_RATE
 
 
 def pyav_frames(
@@ -37,47 +83,68 @@ def pyav_frames(
 ) -> Iterator[Any]:
     """Yield ``av.VideoFrame`` objects from anything FFmpeg demuxes.
 
-    ``pace`` plays a file at its native rate; ``loop`` restarts it at the end. Corrupt packets
-    are counted through ``on_decode_error`` and skipped.
+    ``pace`` plays a file in real time (see ``Pacer``); ``loop`` restarts it at the end.
+    Corrupt packets are counted through ``on_decode_error`` and skipped. Demuxers that open
+    further inputs are refused with ``RefusedInputError``.
     """
+    pacer: Pacer | None = None
+    last_frame = time.monotonic()
+    while not stop.is_set():
+        container = _open(url, options, (open_timeout, stall_timeout), on_decode_error)
+        try:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = threads
+            if pace and pacer is None:
+                pacer = Pacer(stop, nominal_rate(stream))
+            while not stop.is_set():
+                for packet in container.demux(stream):
+                    if stop.is_set():
+                        return
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        on_decode_error()
+                        frames = []
+                    now = time.monotonic()
+                    for frame in frames:
+                        if pacer is not None:
+                            pacer.wait(frame.time)
+                        last_frame = time.monotonic()
+                        yield frame
+                    if now - last_frame > stall_timeout:
+                        raise StallError(f"no frame decoded for {stall_timeout:.1f} s")
+                if not loop:
+                    return
+                if time.monotonic() - last_frame > stall_timeout:  # a file decoding to nothing
+                    raise StallError(f"no frame decoded for {stall_timeout:.1f} s")
+                try:
+                    container.seek(0)
+                except av.error.FFmpegError:
+                    break  # raw elementary streams (.h264) cannot seek: open the file again
+                stream.codec_context.flush_buffers()
+        finally:
+            container.close()
+
+
+def _open(
+    url: str,
+    options: dict[str, str],
+    timeout: tuple[float, float],
+    on_decode_error: Callable[[], None],
+) -> Any:
     try:
-        container = av.open(url, options=options, timeout=(open_timeout, stall_timeout))
+        container = av.open(url, options=options, timeout=timeout)
     except av.error.InvalidDataError:
         on_decode_error()
         raise
-    try:
-        if not container.streams.video:
-            raise StallError(f"{url}: no video stream")
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = threads
-        last_frame = time.monotonic()
-        clock_base: float | None = None
-        while not stop.is_set():
-            for packet in container.demux(stream):
-                if stop.is_set():
-                    return
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError:
-                    on_decode_error()
-                    frames = []
-                now = time.monotonic()
-                for frame in frames:
-                    if pace and frame.time is not None:
-                        if clock_base is None:
-                            clock_base = now - frame.time
-                        _paced_sleep(stop, clock_base + frame.time)
-                    last_frame = time.monotonic()
-                    yield frame
-                if now - last_frame > stall_timeout:
-                    raise StallError(f"no frame decoded for {stall_timeout:.1f} s")
-            if not loop:
-                return
-            container.seek(0)
-            stream.codec_context.flush_buffers()
-            clock_base = None
-    finally:
+    name = container.format.name
+    if name in MULTI_INPUT_FORMATS:
         container.close()
+        raise RefusedInputError(f"{name} input refused: it names other inputs to open")
+    if not container.streams.video:
+        container.close()
+        raise StallError(f"{url}: no video stream")
+    return container
 
 
 def synthetic_frames(source: SourceUrl, stop: threading.Event) -> Iterator[Any]:

@@ -19,8 +19,8 @@ import av
 
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.sources.backoff import backoff_delay
-from vlm_monitor.sources.readers import pyav_frames, synthetic_frames
-from vlm_monitor.sources.url import SourceUrl, parse_source_url, redact_url
+from vlm_monitor.sources.readers import RefusedInputError, pyav_frames, synthetic_frames
+from vlm_monitor.sources.url import SourceUrl, parse_stream_source, redact_url
 from vlm_monitor.types import Frame, StreamState
 from vlm_monitor.webrtc.inbox import WhipInbox
 
@@ -46,7 +46,7 @@ class Source:
         self.config = config
         self._inbox = inbox  # whip:// streams: frames pushed by a WebRTC publisher
         self.id = config.id
-        self.spec: SourceUrl = parse_source_url(config.url)
+        self.spec: SourceUrl = parse_stream_source(config.url, config.listen)
         self._on_frame = on_frame
         self._on_state = on_state
         self._stop = threading.Event()
@@ -100,8 +100,11 @@ class Source:
         }
 
     def _scrub(self, text: str) -> str:
-        """FFmpeg's messages quote the URL, password included."""
-        return text.replace(self.config.url, redact_url(self.config.url))
+        """FFmpeg's messages quote the URL, password included (as given, or as handed to
+        FFmpeg with its scheme in lower case)."""
+        for url in (self.config.url, self.spec.url):
+            text = text.replace(url, redact_url(url))
+        return text
 
     def _set_state(self, state: StreamState, error: str | None = None) -> None:
         if error is not None:
@@ -129,22 +132,29 @@ class Source:
                 raise RuntimeError("whip:// stream without an inbox")
             self.transport = "webrtc"
             return self._inbox.frames(self._stop, cfg.stall_timeout_s)
+        # Each input is read through its own protocol only: nothing it contains (a playlist,
+        # a redirect) can make FFmpeg open another kind of input.
         if spec.scheme == "file":
             self.transport = "file"
-            return self._ffmpeg({}, pace=True, loop=cfg.loop)
+            return self._ffmpeg({"protocol_whitelist": "file"}, pace=True, loop=cfg.loop)
         if spec.scheme == "tcp":
             self.transport = "tcp"
-            return self._ffmpeg(self._live_options())
+            options = {**self._live_options(), "protocol_whitelist": "tcp"}
+            return self._listen_frames(options) if cfg.listen else self._ffmpeg(options)
         return self._rtsp_frames()
 
     def _ffmpeg(
-        self, options: dict[str, str], pace: bool = False, loop: bool = False
+        self,
+        options: dict[str, str],
+        pace: bool = False,
+        loop: bool = False,
+        open_timeout: float | None = None,
     ) -> Iterator[Any]:
         cfg = self.config
         return pyav_frames(
             self.spec.url,
             options=options,
-            open_timeout=cfg.open_timeout_s,
+            open_timeout=open_timeout or cfg.open_timeout_s,
             stall_timeout=cfg.stall_timeout_s,
             threads=cfg.decode_threads,
             stop=self._stop,
@@ -155,6 +165,28 @@ class Source:
 
     def _live_options(self) -> dict[str, str]:
         return dict(FAST_START) if self.config.fast_start else {}
+
+    def _listen_frames(self, options: dict[str, str]) -> Iterator[Any]:
+        """Waits for the camera to connect, in windows of ``open_timeout_s`` so that ``stop()``
+        is heard between them. A window nobody connected in is no failure: the port opens
+        again at once, without back-off, so a camera retrying finds it open."""
+        window = self.config.open_timeout_s
+        options = {**options, "listen": "1", "listen_timeout": str(max(1, int(window * 1000)))}
+        while not self._stop.is_set():
+            opened = time.monotonic()
+            # The open covers the wait plus probing what the camera sends once connected.
+            frames = self._ffmpeg(options, open_timeout=2 * window)
+            try:
+                first = next(frames)
+            except StopIteration:
+                return
+            except av.error.TimeoutError:
+                if time.monotonic() - opened < window / 2:
+                    raise  # not the listen window running out
+                continue
+            yield first
+            yield from frames
+            return
 
     def _rtsp_frames(self) -> Iterator[Any]:
         transports = ["tcp", "udp"] if self.config.transport == "auto" else [self.config.transport]
@@ -200,6 +232,9 @@ class Source:
                     failures = 0
                     continue
                 error = "stream ended"
+            except RefusedInputError as exc:
+                self._set_state(StreamState.FAILED, str(exc))
+                return
             except Exception as exc:  # any failure of the peer or the bytes means: reconnect
                 error = f"{type(exc).__name__}: {exc}"
             if self._stop.is_set():

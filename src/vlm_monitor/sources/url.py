@@ -1,5 +1,13 @@
 """Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``, ``whip://`` (published here),
-``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``."""
+``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``.
+
+A URL names exactly one of these schemes, and its text never becomes an FFmpeg protocol or
+option: FFmpeg reads ``proto:`` prefixes (``concat:``, ``subfile:``, ``pipe:`` ...) in a
+file name as protocols, ``?listen=1`` on a tcp:// URL as a socket option and bare words such
+as ``?udp`` or ``?http`` on an rtsp:// URL as transport switches. Everything a source may do
+beyond reading its one input comes from the stream's configuration (``transport``,
+``listen``), never from the URL.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,20 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 SCHEMES = ("rtsp", "rtsps", "tcp", "file", "synthetic", "whip")
+# Query words FFmpeg's RTSP client takes as its own options (transport, HTTP tunnelling,
+# source filtering) or that name a listener in its option set; anything else in the query is
+# the camera's business and is passed on.
+RTSP_RESERVED = frozenset(
+    {"udp", "tcp", "multicast", "http", "https", "filter_src", "listen", "listen_timeout",
+     "rtsp_flags"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SourceUrl:
     scheme: str
     url: str  # what FFmpeg opens (or the original, for synthetic://)
-    path: str = ""
+    path: str = ""  # file://: the path FFmpeg's file protocol opens (relative to the cwd)
     params: dict[str, str] = field(default_factory=dict)
 
 
@@ -23,28 +38,101 @@ def parse_source_url(url: str) -> SourceUrl:
         raise ValueError("url is empty")
     if any(c.isspace() for c in url):
         raise ValueError(f"url {url!r} contains whitespace")
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError(f"url {url!r} contains control characters")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError(f"unsupported scheme {parts.scheme!r}: use one of {', '.join(SCHEMES)}")
-    params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    # FFmpeg looks protocols up case-sensitively: hand it the scheme as it knows it.
+    canonical = scheme + url[len(parts.scheme) :]
     if scheme in ("rtsp", "rtsps", "tcp"):
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"url {url!r} has an invalid port") from None
-        if not parts.hostname:
-            raise ValueError(f"url {url!r} has no host")
-        if scheme == "tcp" and port is None:
-            raise ValueError(f"url {url!r} needs a port: tcp://HOST:PORT")
-        return SourceUrl(scheme, url, params=params)
+        return _network_url(url, canonical, scheme)
     if scheme == "whip":  # published to this server over WebRTC (POST /whip/{stream id})
-        return SourceUrl(scheme, url, params=params)
+        return SourceUrl(scheme, url, params=_params(parts.query))
     if scheme == "file":
-        path = unquote(parts.netloc + parts.path)
-        if not path:
-            raise ValueError(f"url {url!r} has no path")
-        return SourceUrl(scheme, path, path=path, params=params)
+        return _file_url(url)
+    return _synthetic_url(url, _params(parts.query))
+
+
+def parse_stream_source(url: str, listen: bool = False) -> SourceUrl:
+    """``parse_source_url`` plus the settings that only make sense for some schemes."""
+    spec = parse_source_url(url)
+    if listen and spec.scheme != "tcp":
+        raise ValueError(
+            f"listen: true is only for tcp:// urls (the server waits for the camera on "
+            f"HOST:PORT), not {spec.scheme}://"
+        )
+    return spec
+
+
+def _params(query: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+def _network_url(url: str, canonical: str, scheme: str) -> SourceUrl:
+    parts = urlsplit(canonical)
+    shown = redact_url(url)  # messages reach logs and API replies
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"url {shown!r} has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError(f"url {shown!r} has no host")
+    # Python ends the query at '#', FFmpeg does not: a '?' anywhere may reach FFmpeg.
+    if "#" in url:
+        raise ValueError(f"url {shown!r}: no #fragment (percent-encode '#' as %23)")
+    if scheme == "tcp":
+        if port is None:
+            raise ValueError(f"url {shown!r} needs a port: tcp://HOST:PORT")
+        if "?" in url or parts.path not in ("", "/"):
+            raise ValueError(
+                f"url {shown!r}: tcp:// takes only HOST:PORT, no path or ?options (FFmpeg would "
+                "read them as socket options); to wait for the camera to connect, set "
+                "listen: true on the stream"
+            )
+        return SourceUrl(scheme, canonical)
+    reserved = sorted(_query_words(url) & RTSP_RESERVED)
+    if reserved:
+        raise ValueError(
+            f"url {shown!r}: {', '.join(reserved)} in the query would be read by FFmpeg as its "
+            "own options, not sent to the camera; set the transport with the stream's "
+            "transport setting"
+        )
+    return SourceUrl(scheme, canonical, params=_params(parts.query))
+
+
+def _query_words(url: str) -> set[str]:
+    """Option names as FFmpeg splits a query: after the first '?', at every '?' and '&'."""
+    _, sep, query = url.partition("?")
+    if not sep:
+        return set()
+    words = query.replace("?", "&").split("&")
+    return {w.partition("=")[0].lower() for w in words}
+
+
+def _file_url(url: str) -> SourceUrl:
+    if "?" in url or "#" in url:
+        raise ValueError(
+            f"url {url!r}: file:// takes a path only, no ?query or #fragment "
+            "(percent-encode '?' as %3F and '#' as %23 in file names)"
+        )
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path)
+    if not path:
+        raise ValueError(f"url {url!r} has no path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"url {url!r}: the path contains control characters")
+    if ":" in path.partition("/")[0]:
+        raise ValueError(
+            f"url {url!r}: {path.partition(':')[0]}: is FFmpeg protocol syntax, not a file; "
+            "file:// opens a plain file (write a relative name with a colon as ./name)"
+        )
+    # The "file:" prefix pins FFmpeg to its file protocol whatever the path looks like.
+    return SourceUrl("file", f"file:{path}", path=path)
+
+
+def _synthetic_url(url: str, params: dict[str, str]) -> SourceUrl:
     fps = params.get("fps", "15")
     size = params.get("size", "1280x720")
     try:
@@ -66,7 +154,7 @@ def parse_source_url(url: str) -> SourceUrl:
     if not 30 <= bpm <= 240 or not 0 <= pulse <= 0.1:
         raise ValueError(f"synthetic url {url!r}: bpm must be in [30, 240], pulse in [0, 0.1]")
     return SourceUrl(
-        scheme,
+        "synthetic",
         url,
         params={
             "fps": str(fps_value),

@@ -18,8 +18,12 @@ def inside(base: Path, *parts: str) -> Path | None:
 
 def opens_inside(path: str, base: str) -> bool:
     """Whether ``path``, opened as given (relative to the working directory, links
-    followed), is inside ``base``. Blocking (file system)."""
+    followed), is inside ``base`` and is a regular file, or nothing yet (a file still to
+    come; never a directory, device or pipe). Blocking (file system)."""
     try:
-        return Path(path).resolve().is_relative_to(Path(base).resolve())
+        target = Path(path).resolve()
+        if not target.is_relative_to(Path(base).resolve()):
+            return False
+        return target.is_file() or not target.exists()
     except (OSError, ValueError):
         return False
