@@ -17,6 +17,7 @@ import websockets
 
 from vlm_monitor.config import ConfigError, build_config, load_config
 from vlm_monitor.realtime.protocol import ProtocolError, parse
+from vlm_monitor.testing import wait_until
 
 SYNTHETIC = "synthetic://?fps=5&size=320x180"
 
@@ -113,3 +114,31 @@ def test_data_url_frames_are_taken_once_their_type_is_checked(server) -> None:
     with srv.client() as c:
         totals = c.get("/api/realtime").json()["totals"]
     assert totals["frames_received"] == 1, totals  # the JPEG; the PNG was refused unread
+
+
+@pytest.mark.rtsp
+def test_rtsp_start_builds_the_url_from_the_mediamtx_base(server, rtsp_server) -> None:
+    url = rtsp_server(path="exam-7-user-3", size="320x180", fps=10)
+    base = url.rpartition("/")[0]
+    srv = server({"analysis": {"rtsp_base": base}})
+    with srv.client() as c:
+        started = c.post("/api/rtsp/start", json={"stream_name": "exam-7-user-3", "analyzers": []})
+        assert started.status_code == 200, started.text
+        status = wait_until(
+            lambda: (s := c.get("/api/streams/exam-7-user-3").json())["state"] == "live" and s,
+            20,
+        )
+        assert status["url"] == url
+    bare = server()
+    with bare.client() as c:
+        refused = c.post("/api/rtsp/start", json={"stream_name": "x"})
+        assert refused.status_code == 422 and "MEDIAMTX_HOST" in refused.json()["error"]
+
+
+def test_rtsp_base_defaults_from_mediamtx_host(monkeypatch) -> None:
+    monkeypatch.setenv("MEDIAMTX_HOST", "mediamtx.lan")
+    assert build_config({}, env={}).analysis.rtsp_base == "rtsp://mediamtx.lan:8554"
+    monkeypatch.delenv("MEDIAMTX_HOST")
+    assert build_config({}, env={}).analysis.rtsp_base is None
+    with pytest.raises(ConfigError, match="rtsp://"):
+        build_config({"analysis": {"rtsp_base": "http://x"}}, env={})

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
-from vlm_monitor.sources.url import parse_source_url
+from vlm_monitor.sources.url import parse_source_url, parse_stream_source
 
 log = logging.getLogger("vlm_monitor.config")
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -219,6 +219,11 @@ class StreamConfig(_Model):
         parse_source_url(value)
         return value
 
+    @model_validator(mode="after")
+    def _check_listen(self) -> StreamConfig:
+        parse_stream_source(self.url, self.listen)  # listen: true is for tcp:// only
+        return self
+
     @property
     def analysis_dims(self) -> tuple[int, int] | None:
         return parse_size(self.analysis_size) if self.analysis_size else None
@@ -273,10 +278,26 @@ class AnalysisConfig(_Model):
     max_backlog: int = Field(
         30, ge=1, le=10000, description="dispatch redis: frames waiting per stream; oldest dropped"
     )
+    rtsp_base: str | None = Field(
+        default_factory=lambda: _mediamtx_base(os.environ),
+        description="POST /api/rtsp/start without rtsp_url reads {rtsp_base}/{stream_name}; "
+        "default rtsp://$MEDIAMTX_HOST:8554 when MEDIAMTX_HOST is set",
+    )
     session_pattern: str = Field(
         r"^exam-(?P<exam_id>[^-]+)-user-(?P<student_id>.+)$",
         description="automatic stream -> session mapping (named groups exam_id, student_id)",
     )
+
+    @field_validator("rtsp_base")
+    @classmethod
+    def _check_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not value.startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"{value!r} must start with rtsp:// or rtsps://")
+        parse_source_url(f"{value}/probe")
+        return value
 
     @field_validator("session_pattern")
     @classmethod
@@ -286,6 +307,12 @@ class AnalysisConfig(_Model):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+
+def _mediamtx_base(env: Mapping[str, str]) -> str | None:
+    """MediaMTX's RTSP address, as the original deployment finds it (``MEDIAMTX_HOST``)."""
+    host = env.get("MEDIAMTX_HOST")
+    return f"rtsp://{host}:8554" if host else None
 
 
 REALTIME_DEFAULTS = {
