@@ -75,7 +75,9 @@ class Services:
             if config.analysis.dispatch == "redis"
             else None,
         )
-        self.socketio = SocketIOBridge(self.bus, redis_url, config.bus.channel)
+        self.socketio = SocketIOBridge(
+            self.bus, redis_url, config.bus.channel, config.server.cors_origins
+        )
         self.flows = FlowManager(self)
         self.realtime_metrics = RealtimeMetrics()
         restrict_ice(config.webrtc.ice_addresses)

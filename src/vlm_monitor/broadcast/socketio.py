@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import socketio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.config import STREAM_ID_PATTERN
@@ -43,6 +45,29 @@ def seed_payload(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def origin_allowed(origin: str, host: str, cors_origins: Sequence[str]) -> bool:
+    """The guard's rule for WebSocket handshakes and changing requests: this host (whatever
+    the scheme, as the guard compares it) or one of ``server.cors_origins``."""
+    return urlsplit(origin).netloc == host or origin in cors_origins
+
+
+def _lower_header_names(app: ASGIApp) -> ASGIApp:
+    """Engine.IO sends header names as it spells them (``Access-Control-Allow-Origin``)
+    where ASGI expects lower case. Starlette's CORSMiddleware, in front, sets that header
+    again and replaces only the lower-case one: the browser would get two values and refuse
+    every polling response."""
+
+    async def lowered(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_lowered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k.lower(), v) for k, v in message.get("headers", ())]
+            await send(message)
+
+        await app(scope, receive, send_lowered)
+
+    return lowered
+
+
 def _room_of(data: Any) -> str | None:
     name = data
     if isinstance(data, dict):
@@ -56,23 +81,44 @@ class SocketIOBridge:
     """With ``redis_url`` (bus kind redis), python-socketio's Redis manager carries every
     emit to the clients of every node; each node then emits only its own results."""
 
-    def __init__(self, bus: EventBus, redis_url: str | None = None, channel: str = "") -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        redis_url: str | None = None,
+        channel: str = "",
+        cors_origins: Sequence[str] = (),
+    ) -> None:
         self.bus = bus
+        self.cors_origins = tuple(cors_origins)
         self.multi_node = redis_url is not None
         manager = (
             socketio.AsyncRedisManager(redis_url, channel=f"{channel}:socketio")
             if redis_url is not None
             else None
         )
-        # cors_allowed_origins=None: browsers may connect from this server's own origin only
-        # (clients that send no Origin, like python-socketio, are not affected).
+        # Engine.IO checks the Origin of every request itself (400 when refused), on its own
+        # list: a predicate gives it the guard's, so Socket.IO, HTTP CORS and WebSocket agree.
+        # A plain list would drop this server's own origin (the dashboard) unless listed; None
+        # would ignore cors_origins. Clients that send no Origin (programs) are not checked.
+        # Engine.IO also answers CORS on its own responses, credentials allowed (for clients
+        # made with withCredentials: true; no cookie is ever a credential here).
         self.sio = socketio.AsyncServer(
-            async_mode="asgi", cors_allowed_origins=None, logger=False, client_manager=manager
+            async_mode="asgi",
+            cors_allowed_origins=self._origin_allowed,
+            logger=False,
+            client_manager=manager,
         )
         self.emitted = 0
         self._task: asyncio.Task[None] | None = None
         for namespace in NAMESPACES:
             self._register(namespace)
+
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        # Also asked for the CORS headers of requests without an Origin (and a TypeError
+        # here would make Engine.IO retry the call with one argument).
+        if origin is None:
+            return False
+        return origin_allowed(origin, environ.get("HTTP_HOST", ""), self.cors_origins)
 
     def sessions(self, client: str) -> tuple[int, int]:
         """Engine.IO sessions open in total, and those opened from ``client``'s address."""
@@ -83,8 +129,8 @@ class SocketIOBridge:
             mine += peer[0] == client
         return total, mine
 
-    def asgi_app(self) -> socketio.ASGIApp:
-        return socketio.ASGIApp(self.sio, socketio_path="socket.io")
+    def asgi_app(self) -> ASGIApp:
+        return _lower_header_names(socketio.ASGIApp(self.sio, socketio_path="socket.io"))
 
     def _register(self, namespace: str) -> None:
         sio = self.sio
