@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
@@ -48,6 +49,7 @@ class Access(enum.Enum):
 
 READ = {"GET", "HEAD"}
 SAFE = READ | {"OPTIONS"}
+LOG_EVERY_S = 10.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
 # (client address) -> (Socket.IO sessions in total, sessions of that address)
@@ -126,6 +128,7 @@ class Guard:
         self.refused = refused
         self.hosts = allowed_hosts(config)
         self.socketio_sessions = socketio_sessions
+        self._logged: dict[tuple[str, int], tuple[float, int]] = {}  # last line, refused since
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -253,14 +256,28 @@ class Guard:
 
         return capped
 
+    def _log_refusal(self, scope: Scope, status: int, error: str) -> None:
+        """One line per client and status every LOG_EVERY_S, with how many were refused
+        meanwhile: a flood of refused requests must not become a flood of log lines (disk,
+        and time on the event loop)."""
+        client = (scope.get("client") or ("?", 0))[0]
+        key = (client, status)
+        now = time.monotonic()
+        logged_at, quiet = self._logged.get(key, (0.0, 0))
+        if now - logged_at < LOG_EVERY_S:
+            self._logged[key] = (logged_at, quiet + 1)
+            return
+        if len(self._logged) > 10_000:  # many clients: forget the oldest windows
+            self._logged = {k: v for k, v in self._logged.items() if now - v[0] < LOG_EVERY_S}
+        self._logged[key] = (now, 0)
+        fields = {"status": status, "path": scope["path"], "client": client, "error": error}
+        if quiet:
+            fields["also_refused"] = quiet
+        log.warning("request refused", extra={"fields": fields})
+
     async def _refuse(self, scope: Scope, send: Send, status: int, error: str) -> None:
         self.refused[str(status)] += 1
-        client = (scope.get("client") or ("?", 0))[0]
-        log.warning(
-            "request refused",
-            extra={"fields": {"status": status, "path": scope["path"], "client": client,
-                              "error": error}},
-        )  # fmt: skip
+        self._log_refusal(scope, status, error)
         headers = [(b"content-type", b"application/json")]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))

@@ -185,7 +185,9 @@ class RealtimeSession:
     async def _within_rate(self, size: int) -> bool:
         """Messages per second and bytes per second, each a token bucket; what is over
         either is dropped unread. One error per burst: a flooding client must not make us
-        flood back."""
+        flood back. Over the byte budget, the next message is not read until the budget has
+        refilled: with uvicorn's small receive queue that pushes back on the client's TCP
+        connection, so a flood costs this server its budget, not the client's bandwidth."""
         if not self._rate.allow():
             bucket, limit = self._rate, f"{self.config.max_messages_per_s} messages/s"
         elif not self._bytes.allow(size):
@@ -194,6 +196,8 @@ class RealtimeSession:
             return True
         if bucket.refused == 1 or bucket.refused % 100 == 0:
             await self.error("rate_limited", f"over {limit}; {bucket.refused} dropped")
+        if bucket is self._bytes:
+            await asyncio.sleep(min(1.0, size / self.config.max_bytes_per_s))
         return False
 
     async def _parse(self, body: str | bytes) -> ClientMessage:
