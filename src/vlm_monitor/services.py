@@ -25,6 +25,7 @@ from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
+from vlm_monitor.memory import HeapTrimmer
 from vlm_monitor.realtime.metrics import RealtimeMetrics
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
@@ -44,6 +45,7 @@ class Services:
         self.started_at = time.time()
         self.refused: collections.Counter[str] = collections.Counter()  # by the guard, by status
         self.hub = StreamHub()
+        self.heap = HeapTrimmer()
         self.bus = EventBus()
         self.store = Store(config.server.data_dir)
         self.streams = StreamManager(self.hub, self.bus, self.store, config.server.max_streams)
@@ -130,6 +132,7 @@ class Services:
         self.analysis_writer.put({"stream": result.stream, **doc})
 
     async def start(self) -> None:
+        self.heap.start()
         loop = asyncio.get_running_loop()
         self.bus.bind(loop)
         await self.analyzers.bind(loop)
@@ -169,5 +172,6 @@ class Services:
             await self.relay.stop()
         await asyncio.to_thread(self.analysis_writer.close)
         self.providers.close()
+        await self.heap.stop()
         self.jpeg.close()
         self.store.close()

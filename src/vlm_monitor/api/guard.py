@@ -30,12 +30,13 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlm_monitor.config import ServerConfig
+from vlm_monitor.origins import origin_allowed
 
 log = logging.getLogger("vlm_monitor.guard")
 
@@ -215,7 +216,7 @@ class Guard:
             return None  # not a browser
         text = origin.decode("latin-1")
         host = headers.get(b"host", b"").decode("latin-1")
-        if urlsplit(text).netloc == host or text in self.config.cors_origins:
+        if origin_allowed(text, host, self.config.cors_origins):
             return None
         return 403, f"origin {text!r} is not allowed (server.cors_origins)"
 

@@ -16,13 +16,14 @@ import logging
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.config import STREAM_ID_PATTERN
+from vlm_monitor.origins import origin_allowed
 
 log = logging.getLogger("vlm_monitor.socketio")
 NAMESPACES = ("/", "/monitor")
@@ -43,12 +44,6 @@ def seed_payload(doc: dict[str, Any]) -> dict[str, Any]:
         "result": doc["result"],
         "video_timestamp": doc["video_timestamp"],
     }
-
-
-def origin_allowed(origin: str, host: str, cors_origins: Sequence[str]) -> bool:
-    """The guard's rule for WebSocket handshakes and changing requests: this host (whatever
-    the scheme, as the guard compares it) or one of ``server.cors_origins``."""
-    return urlsplit(origin).netloc == host or origin in cors_origins
 
 
 def _lower_header_names(app: ASGIApp) -> ASGIApp:
