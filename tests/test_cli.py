@@ -133,8 +133,9 @@ def test_worker_takes_seed000_config(server, tmp_path) -> None:
             }
         )
     )
+    command = ["worker", "--count-only", "--config", str(cfg), "--duration", "4"]
     out = subprocess.run(
-        [sys.executable, "-m", "vlm_monitor", "worker", "--config", str(cfg), "--duration", "4"],
+        [sys.executable, "-m", "vlm_monitor", *command],
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,6 +19,7 @@ def _worker(srv, tmp_path, i: int, duration: float) -> ChildProcess:
             "-m",
             "vlm_monitor",
             "worker",
+            "--count-only",
             "--backend-url",
             srv.url,
             "--stream",

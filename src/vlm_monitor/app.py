@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from vlm_monitor import __version__
 from vlm_monitor.api import (
     analysis,
+    analysis_results,
     events,
     flows,
     internal,
@@ -33,7 +34,19 @@ from vlm_monitor.config import Config
 from vlm_monitor.services import Services
 from vlm_monitor.types import LimitError
 
-API_MODULES = (system, streams, analysis, flows, live, internal, events, results, realtime, whip)
+API_MODULES = (
+    system,
+    streams,
+    analysis,
+    analysis_results,
+    flows,
+    live,
+    internal,
+    events,
+    results,
+    realtime,
+    whip,
+)
 
 
 def _validation_messages(exc: RequestValidationError) -> list[str]:

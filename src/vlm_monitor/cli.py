@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
@@ -62,10 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--frame-rate", type=float, help="frames/s; default: config, else 5")
     worker.add_argument("--name", default="worker")
     worker.add_argument("--duration", type=float, help="exit after S seconds with a summary")
-    worker.add_argument(
+    only = worker.add_mutually_exclusive_group()
+    only.add_argument(
         "--clips",
         action="store_true",
-        help="run the stream's clip processor here; results go to the backend",
+        help="run only the stream's clip processor here; results go to the backend",
+    )
+    only.add_argument(
+        "--count-only",
+        action="store_true",
+        help="infer nothing: count the frames and measure their latency",
     )
     worker.add_argument("--data-dir", default="./data-worker", help="clip files (with --clips)")
     worker.add_argument(
@@ -94,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from vlm_monitor.logging_setup import setup_logging
 
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        print(f"vlm-monitor: {_subcommand_needed(argv)}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
@@ -116,11 +124,26 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "worker":
-            return _worker(args)
+            from vlm_monitor.worker.main import command
+
+            return command(args)
         return _stop(Path(args.data_dir) / RUN_DIR_NAME)
     except ConfigError as exc:
         print(f"vlm-monitor: {exc}", file=sys.stderr)
         return 2
+
+
+def _subcommand_needed(argv: list[str]) -> str:
+    config = "F"
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+        elif arg.startswith("--config="):
+            config = arg.partition("=")[2]
+    return (
+        f"a subcommand is needed: `vlm-monitor serve --config {config}` to run the server "
+        "(or demo, camera, worker, stop; `vlm-monitor --help` lists them)"
+    )
 
 
 def _run_server(config: Config, duration: float | None = None) -> None:
@@ -170,82 +193,6 @@ def _job_kinds(text: str) -> list[str]:
     if not kinds or unknown:
         raise argparse.ArgumentTypeError(f"job kinds are clip and analyze, not {text!r}")
     return kinds
-
-
-def _job_worker(args: argparse.Namespace, config: Config) -> int:
-    """One loop per job kind, each on its own thread: a slow VLM clip job must not hold up a
-    stream's live frames."""
-    from vlm_monitor.worker.analysis_jobs import AnalysisWorker
-    from vlm_monitor.worker.jobs import JobWorker, WorkerProcess
-
-    name = None if args.name == "worker" else args.name
-    process = WorkerProcess(args.redis_url, config.bus.channel, name, args.jobs)
-    loops: dict[str, Callable[[float | None], None]] = {}
-    if "clip" in args.jobs:
-        clip = JobWorker(process, config.vlm.providers, args.claim_idle, args.max_attempts)
-        loops["clip"] = clip.run
-    if "analyze" in args.jobs:
-        loops["analyze"] = AnalysisWorker(process, args.claim_idle, args.max_attempts).run
-    deadline = None if args.duration is None else time.monotonic() + args.duration
-    threads = [threading.Thread(target=run, args=(deadline,), name=f"jobs-{kind}")
-               for kind, run in loops.items()]  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda *_: process.stop.set())
-    log.info("job worker started", extra={"fields": {"name": process.name, "jobs": args.jobs}})
-    for thread in threads:
-        thread.start()
-    try:
-        while any(t.is_alive() for t in threads):
-            for thread in threads:
-                thread.join(0.5)
-    except KeyboardInterrupt:
-        process.stop.set()
-        for thread in threads:
-            thread.join()
-    return 0
-
-
-def _worker(args: argparse.Namespace) -> int:
-    from vlm_monitor.worker.main import run_worker
-
-    config = load_config(args.config)
-    if args.redis_url:
-        return _job_worker(args, config)
-    stream = args.stream or (config.streams[0].id if config.streams else None)
-    if stream is None:
-        print(
-            "vlm-monitor worker: --stream is required (or a config with streams)", file=sys.stderr
-        )
-        return 2
-    backend_url = args.backend_url or config.worker.backend_url
-    frame_rate = args.frame_rate or config.worker.frame_rate
-    if args.clips:
-        from vlm_monitor.config import ClipsConfig
-        from vlm_monitor.worker.clips import run_clip_worker
-
-        own = next((s.clips for s in config.streams if s.id == stream and s.clips), None)
-        clips = own or ClipsConfig()
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                run_clip_worker(
-                    backend_url,
-                    stream,
-                    args.frame_rate or clips.input_fps,
-                    clips,
-                    config.vlm.providers,
-                    Path(args.data_dir),
-                    config.server.api_token,
-                    args.duration,
-                )
-            )
-        return 0
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_worker(
-                backend_url, stream, frame_rate, args.name, args.duration,
-                token=config.server.api_token,
-            )
-        )  # fmt: skip
-    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
