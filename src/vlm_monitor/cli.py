@@ -163,6 +163,9 @@ def _run_server(config: Config, duration: float | None = None) -> None:
             ws_ping_interval=20,
             # A bigger WebSocket message is refused (close 1009) before it is buffered.
             ws_max_size=config.realtime.max_message_bytes + 65536,
+            # Messages a client has sent and we have not read yet: uvicorn's default (32) lets
+            # one /ws/video client park 32 x 4 MB here; a short queue pushes back instead.
+            ws_max_queue=4,
             timeout_graceful_shutdown=3,
         )
     )
