@@ -1,4 +1,4 @@
-"""Seed 001's AsyncVideoProcessor, made correct: frames -> sampled MP4 clips -> VLM -> results.
+"""The AsyncVideoProcessor, made correct: frames -> sampled MP4 clips -> VLM -> results.
 
 Queues and what they do when full:
   frame queue   100 frames  the NEW frame is dropped (``frames_dropped``)
@@ -10,6 +10,12 @@ Queues and what they do when full:
 ``stop()`` rule: the partial clip being buffered and clips not yet handed to a provider are
 discarded (their files deleted); calls already running finish (bounded by the provider
 timeout) and their results are delivered. No thread and no partial file is left behind.
+
+Whatever a plug-in (sampling strategy, result post-processor, provider call) raises fails
+that one clip: its result carries ``"<plug-in> raised <Type>: <message>"``, the traceback is
+logged, ``plugin_errors`` (and ``plugin_errors_by_stage``) count it. ProviderError/ValueError
+from a provider or post-processor stay expected outcomes (``inference_errors``, no traceback).
+A thread ended anyway is restarted by the watchdog in ``add_frame`` (``thread_restarts``).
 """
 
 from __future__ import annotations
@@ -20,14 +26,18 @@ import queue
 import string
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from vlm_monitor.clips.clipqueue import ClipQueue
+from vlm_monitor.clips.clock import MediaClock
 from vlm_monitor.clips.sampling import STRATEGIES, SamplingStrategy, change_scores
 from vlm_monitor.clips.store import ClipStore, DiskFullError
 from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
+from vlm_monitor.clips.workers import WorkerThreads
 from vlm_monitor.config import ClipsConfig
 from vlm_monitor.stats import percentile
 from vlm_monitor.vlm.base import ProviderError, VlmAnswer, VlmRequest
@@ -37,7 +47,6 @@ log = logging.getLogger("vlm_monitor.clips")
 
 FRAME_QUEUE_SIZE = 100
 RESULT_QUEUE_SIZE = 20
-PTS_MAX_DRIFT_S = 5.0  # media clock this far from arrival: a jump (reconnect/loop), re-anchor
 STAT_KEYS = (
     "frames_received",
     "frames_dropped",
@@ -51,63 +60,17 @@ STAT_KEYS = (
     "inference_errors",
     "tokens",
     "results_overwritten",
+    "plugin_errors",
 )
+PLUGIN_STAGES = ("sampling", "postprocess", "provider")
+MAX_ERROR_CHARS = 2000  # a plug-in's message may quote whole records; results stay small
 Analyze = Callable[[VlmRequest], tuple[str, VlmAnswer]]
-
-
-class _ClipQueue:
-    """Bounded clip queue with blocking put and a staleness-aware get."""
-
-    def __init__(self, maxsize: int, deadline_s: float, policy: str) -> None:
-        self.maxsize, self.deadline_s, self.policy = maxsize, deadline_s, policy
-        self._items: collections.deque[VideoInfo] = collections.deque()
-        self._cond = threading.Condition()
-        self.stale: list[VideoInfo] = []  # dropped clips, for the caller to clean up
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def put(self, info: VideoInfo, stop: threading.Event) -> bool:
-        with self._cond:
-            while len(self._items) >= self.maxsize:
-                if stop.is_set():
-                    return False
-                self._cond.wait(0.2)
-            self._items.append(info)
-            self._cond.notify_all()
-            return True
-
-    def get(self, timeout: float) -> tuple[VideoInfo | None, list[VideoInfo]]:
-        """(clip to run or None, clips dropped as stale)."""
-        dropped: list[VideoInfo] = []
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-            now = time.time()
-            if self.policy == "latest_wins" and len(self._items) > 1:
-                while len(self._items) > 1:
-                    dropped.append(self._items.popleft())
-            while self._items:
-                info = self._items.popleft()
-                if now - info.end_timestamp > self.deadline_s:
-                    dropped.append(info)
-                    continue
-                self._cond.notify_all()
-                return info, dropped
-            self._cond.notify_all()
-            return None, dropped
-
-    def drain(self) -> list[VideoInfo]:
-        with self._cond:
-            items = list(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return items
 
 
 class AsyncVideoProcessor:
     """``add_frame`` is non-blocking and thread-safe; ``get_result`` may be called from any
-    thread; ``on_result`` (optional) is called from an inference thread for every result."""
+    thread; ``on_result`` (optional) is called from a pipeline thread for every result (the
+    writer's, for a clip whose sampling failed)."""
 
     def __init__(
         self,
@@ -121,7 +84,7 @@ class AsyncVideoProcessor:
         self._analyze = analyze
         self._on_result = on_result
         self.frame_queue: queue.Queue[FrameData] = queue.Queue(FRAME_QUEUE_SIZE)
-        self.video_queue = _ClipQueue(config.max_in_flight, config.deadline_s, config.stale_policy)
+        self.video_queue = ClipQueue(config.max_in_flight, config.deadline_s, config.stale_policy)
         self.result_queue: collections.deque[ResultData] = collections.deque(
             maxlen=RESULT_QUEUE_SIZE
         )
@@ -132,51 +95,32 @@ class AsyncVideoProcessor:
         self._post: ResultPostProcessor | None = (
             JsonSchemaProcessor(config.schema_) if config.schema_ else None
         )
-        self._t0: float | None = None
-        self._pts_base: float | None = None  # pts value at relative time 0
-        self._last_relative = 0.0
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._clock = MediaClock()
+        self._workers = WorkerThreads(self.stop_event)
         self.paused_reason: str | None = None
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self.plugin_errors_by_stage: dict[str, int] = dict.fromkeys(PLUGIN_STAGES, 0)
         self._build_times: collections.deque[float] = collections.deque(maxlen=200)
         self._last_lag = 0.0
 
-    # ---------------------------------------------------------------- public API (seed 001)
+    # ---------------------------------------------------------------- public API (the original's)
 
     def start(self) -> None:
-        if self._threads:
-            raise RuntimeError("processor already started")
-        self.stop_event.clear()
-        self._threads = [
-            threading.Thread(
-                target=self._video_writer_worker, name=f"clips-writer-{self.stream}", daemon=True
-            )
-        ]
-        self._threads += [
-            threading.Thread(
-                target=self._inference_worker, name=f"clips-vlm-{self.stream}-{i}", daemon=True
-            )
-            for i in range(self.config.concurrency)
-        ]
-        for t in self._threads:
-            t.start()
+        targets = {f"clips-writer-{self.stream}": self._video_writer_worker}
+        for i in range(self.config.concurrency):
+            targets[f"clips-vlm-{self.stream}-{i}"] = self._inference_worker
+        self._workers.start(targets)
 
     def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.1, deadline - time.monotonic()))
+        busy = self._workers.stop(timeout)
         for info in self.video_queue.drain():
             self._discard(info, "stopped")
         self.frame_buffer.clear()
-        busy = [t.name for t in self._threads if t.is_alive()]
         if busy:
             log.warning(
                 "VLM call still running after stop; it finishes on its own thread",
                 extra={"fields": {"stream": self.stream, "threads": busy}},
             )
-        self._threads = []
 
     def add_frame(
         self, frame: np.ndarray, timestamp: float, frame_number: int, pts: float | None = None
@@ -186,7 +130,8 @@ class AsyncVideoProcessor:
         ``pts`` (the source's presentation time, seconds) places the frame on the media
         clock, so frames that arrive in a burst still sample by when they were shot; without
         it, or when it jumps (reconnect, loop), the arrival time ``timestamp`` is used."""
-        data = FrameData(frame, timestamp, self._relative(timestamp, pts), frame_number)
+        self._workers.check()
+        data = FrameData(frame, timestamp, self._clock.relative(timestamp, pts), frame_number)
         try:
             self.frame_queue.put_nowait(data)
         except queue.Full:
@@ -194,24 +139,6 @@ class AsyncVideoProcessor:
             return False
         self.stats["frames_received"] += 1
         return True
-
-    def _relative(self, timestamp: float, pts: float | None) -> float:
-        if self._t0 is None:
-            self._t0 = timestamp
-        wall = timestamp - self._t0
-        if pts is None:
-            self._pts_base = None
-            self._last_relative = max(wall, self._last_relative)
-            return self._last_relative
-        if self._pts_base is not None:
-            media = pts - self._pts_base
-            if abs(media - wall) < PTS_MAX_DRIFT_S and media >= self._last_relative:
-                self._last_relative = media
-                return media
-        # (Re)anchor the media clock to the arrival clock, never going back in time.
-        self._last_relative = max(wall, self._last_relative)
-        self._pts_base = pts - self._last_relative
-        return self._last_relative
 
     def get_result(self, timeout: float | None = None) -> ResultData | None:
         with self._result_cond:
@@ -227,11 +154,14 @@ class AsyncVideoProcessor:
     def get_statistics(self) -> dict[str, Any]:
         return {
             **self.stats,
-            "sampling": getattr(self._strategy, "name", "custom"),
+            "sampling": self._strategy_name(),
             "clip_build_p50_s": percentile(self._build_times, 50),
             "clip_build_p99_s": percentile(self._build_times, 99),
             "lag_s": round(self._last_lag, 3),
             "paused_reason": self.paused_reason,
+            "plugin_errors_by_stage": dict(self.plugin_errors_by_stage),
+            "thread_restarts": self._workers.restarts,
+            "threads_alive": self._workers.alive(),
         }
 
     def dump_state(self) -> dict[str, Any]:
@@ -240,7 +170,7 @@ class AsyncVideoProcessor:
             "video_queue_size": self.video_queue.qsize(),
             "result_queue_size": len(self.result_queue),
             "frame_buffer_size": len(self.frame_buffer),
-            "threads_alive": {t.name: t.is_alive() for t in self._threads},
+            "threads_alive": self._workers.alive(),
             "stop_event_set": self.stop_event.is_set(),
             "statistics": self.get_statistics(),
         }
@@ -270,7 +200,14 @@ class AsyncVideoProcessor:
 
     def _build_clip(self, buffered: list[FrameData]) -> VideoInfo | None:
         started = time.perf_counter()
-        sampled = self._strategy.sample_frames(buffered, self.config.frames_per_clip)
+        try:
+            sampled = list(self._strategy.sample_frames(buffered, self.config.frames_per_clip))
+            if not all(isinstance(f, FrameData) for f in sampled):
+                raise TypeError("sample_frames must return FrameData records from its input")
+        except Exception as exc:
+            what = f"sampling strategy {self._strategy_name()!r}"
+            self._deliver(self._failed_clip(buffered, self._plugin_failed("sampling", what, exc)))
+            return None
         if not sampled:
             return None
         scores = change_scores(sampled)[1:]
@@ -311,7 +248,7 @@ class AsyncVideoProcessor:
             end_relative_timestamp=sampled[-1].relative_timestamp,
             original_frame_range=[buffered[0].frame_number, buffered[-1].frame_number],
             sampling_info={
-                "strategy": getattr(self._strategy, "name", "custom"),
+                "strategy": self._strategy_name(),
                 "buffered": len(buffered),
                 "sampled": len(sampled),
                 "target": self.config.frames_per_clip,
@@ -357,6 +294,7 @@ class AsyncVideoProcessor:
             info.motion,
             self.config.schema_,
         )
+        stage, what = "provider", "VLM provider call"
         try:
             if self._analyze is None:
                 raise ProviderError("no VLM provider configured for this stream")
@@ -368,13 +306,17 @@ class AsyncVideoProcessor:
                 answer.structured,
             )
             if self._post is not None:
+                stage, what = "postprocess", f"result processor {type(self._post).__name__}"
                 structured = self._post.process_result(text)
         except (ProviderError, ValueError) as exc:
             error = str(exc)
+        except Exception as exc:
+            error = self._plugin_failed(stage, what, exc)
+        if error is not None:
             self.stats["inference_errors"] += 1
-        end = time.time()
         self.stats["inferences_completed"] += 1
         self.stats["tokens"] += tokens
+        end = time.time()
         info.frames = []  # the pixels are not needed any more
         return ResultData(
             result=text,
@@ -393,6 +335,47 @@ class AsyncVideoProcessor:
             tokens=tokens,
             lag_s=start - info.end_timestamp,
         )
+
+    def _strategy_name(self) -> str:
+        return str(getattr(self._strategy, "name", "custom"))
+
+    def _plugin_failed(self, stage: str, what: str, exc: Exception) -> str:
+        """Counts and logs (with the traceback) a plug-in's exception; the clip's error text."""
+        self.stats["plugin_errors"] += 1
+        self.plugin_errors_by_stage[stage] += 1
+        error = f"{what} raised {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        log.error(
+            "clip plug-in failed; the clip is marked failed",
+            exc_info=exc,
+            extra={"fields": {"stream": self.stream, "stage": stage, "error": error}},
+        )
+        return error
+
+    def _failed_clip(self, buffered: list[FrameData], error: str) -> ResultData:
+        """The result of a clip that never got a file: it is reported like any other."""
+        now = time.time()
+        first, last = buffered[0], buffered[-1]
+        info = VideoInfo(
+            video_path="",
+            frame_count=0,
+            created_at=now,
+            start_relative_timestamp=first.relative_timestamp,
+            end_relative_timestamp=last.relative_timestamp,
+            original_frame_range=[first.frame_number, last.frame_number],
+            sampling_info={
+                "strategy": self._strategy_name(),
+                "buffered": len(buffered),
+                "sampled": 0,
+                "target": self.config.frames_per_clip,
+            },
+            stream=self.stream,
+            # Shaped like a written clip's id: results posted by a clip worker need one.
+            clip_id=f"{int(now * 1000)}-{uuid.uuid4().hex[:8]}",
+            start_timestamp=first.timestamp,
+            end_timestamp=last.timestamp,
+        )
+        stamp = iso(now)
+        return ResultData("", "", info, now, now, 0.0, stamp, stamp, error, self.stream)
 
     def _deliver(self, result: ResultData) -> None:
         with self._result_cond:

@@ -15,6 +15,9 @@ from vlm_monitor.clips.types import FrameData
 
 
 class SamplingStrategy(Protocol):
+    """Returns records taken from ``frames`` (which also read as dicts, ``f['timestamp']``).
+    Whatever it raises fails that clip only: an error result, counted in ``plugin_errors``."""
+
     name: str
 
     def sample_frames(self, frames: list[FrameData], target_count: int) -> list[FrameData]: ...

@@ -1,16 +1,67 @@
-"""Seed 001's records: FrameData -> VideoInfo -> ResultData (same fields, plus a few more)."""
+"""The pipeline's records: FrameData -> VideoInfo -> ResultData (the original design's fields,
+plus a few more).
+
+They are dataclasses, and they also read like the dicts the original design passed around,
+so plug-ins written against that shape (``f['relative_timestamp']``, ``info.get('clip_id')``)
+keep working.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+class RecordView:
+    """Read-only mapping view over a dataclass's fields; unknown keys raise KeyError.
+
+    Not registered as a ``Mapping``: serialisers that special-case mappings must keep
+    treating the records as dataclasses."""
+
+    __slots__ = ()
+
+    def keys(self) -> tuple[str, ...]:
+        return _field_names(type(self))
+
+    def values(self) -> list[Any]:
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
 
 @dataclass(slots=True)
-class FrameData:
+class FrameData(RecordView):
     frame: np.ndarray  # BGR, read-only, shared with other consumers: copy before drawing
     timestamp: float  # unix seconds (presentation time of the frame at the backend)
     relative_timestamp: float  # seconds since the processor's first frame
@@ -18,7 +69,7 @@ class FrameData:
 
 
 @dataclass(slots=True)
-class VideoInfo:
+class VideoInfo(RecordView):
     video_path: str
     frame_count: int
     created_at: float
@@ -41,7 +92,7 @@ class VideoInfo:
 
 
 @dataclass(slots=True)
-class ResultData:
+class ResultData(RecordView):
     result: str
     video_path: str
     video_info: VideoInfo

@@ -18,6 +18,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 class ResultPostProcessor(Protocol):
+    """Raise ValueError for an answer that does not fit (the result carries the message);
+    anything else raised is counted as a plug-in error, with its traceback logged."""
+
     def process_result(self, text: str) -> dict[str, Any]: ...
 
 
