@@ -61,6 +61,7 @@ def test_synthetic_source(harness: list[Harness]) -> None:
     st = h.source.status()
     assert 15 <= st["fps_in"] <= 25
     assert (st["width"], st["height"]) == (640, 360)
+    assert (st["codec"], st["rotation"]) == ("rawvideo", 0)
     frame = h.sub.get(1)
     assert frame is not None and strip.read(frame.bgr()) is not None
 
@@ -112,6 +113,7 @@ def test_file_source_loops_at_native_rate(harness: list[Harness], clip: Path) ->
     time.sleep(4)
     n = h.source.frames_in
     assert 45 <= n <= 80  # ~4 s at 15 fps: it looped (the file has 30 frames) and was paced
+    assert (h.source.status()["codec"], h.source.status()["rotation"]) == ("h264", 0)
 
 
 def test_file_source_without_loop_stops(harness: list[Harness], clip: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import av
 
 from vlm_monitor.camera.scene import make_scene
+from vlm_monitor.sources.display import Display
 from vlm_monitor.sources.url import SourceUrl
 
 
@@ -80,10 +81,12 @@ def pyav_frames(
     on_decode_error: Callable[[], None],
     pace: bool = False,
     loop: bool = False,
+    display: Display | None = None,
 ) -> Iterator[Any]:
     """Yield ``av.VideoFrame`` objects from anything FFmpeg demuxes.
 
     ``pace`` plays a file in real time (see ``Pacer``); ``loop`` restarts it at the end.
+    ``display`` learns the codec and turns pictures upright (their display rotation).
     Corrupt packets are counted through ``on_decode_error`` and skipped. Demuxers that open
     further inputs are refused with ``RefusedInputError``.
     """
@@ -94,6 +97,8 @@ def pyav_frames(
         try:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = threads
+            if display is not None:
+                display.opened(stream)
             if pace and pacer is None:
                 pacer = Pacer(stop, nominal_rate(stream))
             while not stop.is_set():
@@ -110,7 +115,7 @@ def pyav_frames(
                         if pacer is not None:
                             pacer.wait(frame.time)
                         last_frame = time.monotonic()
-                        yield frame
+                        yield frame if display is None else display.upright(frame)
                     if now - last_frame > stall_timeout:
                         raise StallError(f"no frame decoded for {stall_timeout:.1f} s")
                 if not loop:

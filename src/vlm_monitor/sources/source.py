@@ -19,6 +19,7 @@ import av
 
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.sources.backoff import backoff_delay
+from vlm_monitor.sources.display import Display
 from vlm_monitor.sources.readers import RefusedInputError, pyav_frames, synthetic_frames
 from vlm_monitor.sources.url import SourceUrl, parse_stream_source, redact_url
 from vlm_monitor.types import Frame, StreamState
@@ -57,8 +58,9 @@ class Source:
         self.frames_in = 0
         self.decode_errors = 0
         self.reconnects = 0
-        self.width = 0
+        self.width = 0  # displayed shape: after the display rotation
         self.height = 0
+        self.display = Display()
         self.last_frame_at: float | None = None  # unix seconds
         self._recent: collections.deque[float] = collections.deque(maxlen=512)
 
@@ -95,6 +97,8 @@ class Source:
             "last_frame_age_s": age,
             "width": self.width,
             "height": self.height,
+            "rotation": self.display.rotation,
+            "codec": self.display.codec,
             "transport": self.transport,
             "last_error": self.last_error,
         }
@@ -126,6 +130,7 @@ class Source:
         spec, cfg = self.spec, self.config
         if spec.scheme == "synthetic":
             self.transport = "synthetic"
+            self.display.codec = "rawvideo"
             return synthetic_frames(spec, self._stop)
         if spec.scheme == "whip":
             if self._inbox is None:
@@ -161,6 +166,7 @@ class Source:
             on_decode_error=self._count_decode_error,
             pace=pace,
             loop=loop,
+            display=self.display,
         )
 
     def _live_options(self) -> dict[str, str]:
