@@ -19,6 +19,7 @@ from vlm_monitor import __version__
 from vlm_monitor.api import (
     analysis,
     analysis_results,
+    docs,
     events,
     flows,
     internal,
@@ -46,6 +47,7 @@ API_MODULES = (
     results,
     realtime,
     whip,
+    docs,
 )
 
 
@@ -87,7 +89,14 @@ def create_app(config: Config) -> FastAPI:
         finally:
             await services.stop()
 
-    app = FastAPI(title="vlm-monitor", version=__version__, lifespan=lifespan)
+    # /docs and /redoc are served by api/docs.py, with assets from this server (no CDN).
+    app = FastAPI(
+        title="vlm-monitor",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.services = services
     app.state.metrics = system.metrics_registry(services)
@@ -105,6 +114,7 @@ def create_app(config: Config) -> FastAPI:
 
     web = resources.files("vlm_monitor") / "web"
     pages = ["/", "/chat", "/publish", *(f"/{f.name}" for f in web.iterdir() if f.is_file())]
+    pages += docs.asset_paths()
     app.add_middleware(
         Guard,
         config=config.server,
@@ -128,5 +138,6 @@ def create_app(config: Config) -> FastAPI:
     for module in API_MODULES:
         app.include_router(module.router)
     app.mount("/socket.io", services.socketio.asgi_app(), name="socket.io")
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")
     app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
     return app

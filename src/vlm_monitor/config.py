@@ -192,7 +192,13 @@ class StreamConfig(_Model):
         description="tcp:// only: wait for the camera to connect to HOST:PORT instead of "
         "connecting to it (the server opens a listening port)",
     )
-    analysis_size: SizeText | None = Field("640x360", description="shared downscale for analyzers")
+    analysis_size: SizeText | None = Field(
+        "640x360",
+        description="pixel budget WIDTHxHEIGHT of the analysis frames shared by analyzers: "
+        "scaled to the source's aspect ratio at about WIDTH*HEIGHT pixels, even sides (640x360: "
+        "16:9 -> 640x360, 4:3 -> 554x416, 1:1 -> 480x480, 9:16 -> 360x640); a source within "
+        "the budget is analysed at its own size; null = native",
+    )
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
     open_timeout_s: float = Field(5.0, gt=0)
     decode_threads: int = Field(1, ge=0, le=16, description="0 = FFmpeg decides")

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-Size = tuple[int, int]  # (width, height) in pixels
+from vlm_monitor.geometry import Size, fit_budget
+
 T = TypeVar("T")
 
 DEFAULT_JPEG_QUALITY = 80
@@ -33,11 +34,20 @@ class Frame:
     consumer asks for BGR at some size or for JPEG; each conversion is done at most once per
     frame, in one pass (scale + convert), and cached. Conversions are thread-safe and return
     read-only arrays: consumers must copy before they draw.
+
+    ``width``/``height`` are the displayed shape (sources turn rotated pictures upright at
+    decode). ``source_size`` is the displayed size of the camera's picture this frame was
+    scaled from: the frame's own size, except for copies received at an analysis size.
     """
 
-    __slots__ = ("_bgr", "_lock", "_memo", "_source", "height", "seq", "stream_id", "ts", "width")
+    __slots__ = (
+        "_bgr", "_lock", "_memo", "_source", "height", "seq", "source_size", "stream_id", "ts",
+        "width",
+    )  # fmt: skip
 
-    def __init__(self, stream_id: str, seq: int, ts: float, source: Any) -> None:
+    def __init__(
+        self, stream_id: str, seq: int, ts: float, source: Any, source_size: Size | None = None
+    ) -> None:
         self.stream_id = stream_id
         self.seq = seq  # per-stream counter, starting at 1
         self.ts = ts  # unix seconds when the frame left the decoder
@@ -47,6 +57,7 @@ class Frame:
             source.setflags(write=False)
         else:
             self.width, self.height = int(source.width), int(source.height)
+        self.source_size: Size = source_size or (self.width, self.height)
         self._bgr: dict[Size, np.ndarray] = {}
         self._memo: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
@@ -60,6 +71,16 @@ class Frame:
     @property
     def size(self) -> Size:
         return (self.width, self.height)
+
+    def fit(self, budget: Size | None) -> Size:
+        """The size to analyse this frame at for a pixel budget (its aspect ratio, never
+        upscaled; see ``geometry.fit_budget``); None = native. Ask ``bgr`` for this size, so
+        consumers with the same budget share one conversion."""
+        return self.size if budget is None else fit_budget(self.width, self.height, *budget)
+
+    def bgr_fit(self, budget: Size | None) -> np.ndarray:
+        """BGR24 pixels within a pixel budget (see ``fit``). Blocking: call from a thread."""
+        return self.bgr(self.fit(budget))
 
     def bgr(self, size: Size | None = None) -> np.ndarray:
         """BGR24 pixels at ``size`` (default: native). Blocking: call from a thread."""

@@ -1,7 +1,9 @@
 """What an analyzer is, and the per-stream state analyzers of one stream share.
 
-An analyzer turns one frame (BGR at the stream's shared analysis size, e.g. 640x360) into a
-result payload, or None when it has nothing new to say. It declares the rate it wants
+An analyzer turns one frame (BGR at the stream's shared analysis size: the source's aspect
+ratio within the ``analysis_size`` pixel budget) into a result payload, or None when it has
+nothing new to say. Boxes in payloads are in displayed source pixels plus 0..1 (see
+``placement``). It declares the rate it wants
 (frames are decimated by timestamp before it sees them) and whether it keeps state per
 stream; the service gives each stream its own instance, so state never crosses streams.
 ``analyze`` runs in a worker thread, one call at a time per instance.
@@ -21,6 +23,7 @@ import numpy as np
 from vlm_monitor.analyzers.emotion import EmotionModel
 from vlm_monitor.analyzers.faces import Box, FaceDetector, FaceTracker, TrackedFace
 from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.geometry import Placement
 from vlm_monitor.types import Frame
 
 log = logging.getLogger("vlm_monitor.analyzers")
@@ -104,6 +107,11 @@ class StreamContext:
             self._detecting = False
             self.detections += 1
             self._tracker.accept(faces, ts)
+
+
+def placement(image: np.ndarray, frame: Frame) -> Placement:
+    """How the analysed picture maps onto the displayed source picture it was scaled from."""
+    return Placement(frame.source_size, (int(image.shape[1]), int(image.shape[0])))
 
 
 class Analyzer(ABC):

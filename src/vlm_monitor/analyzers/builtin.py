@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext
+from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext, placement
 from vlm_monitor.analyzers.emotion import no_face
 from vlm_monitor.analyzers.motion import MotionDetector
-from vlm_monitor.analyzers.ocr import read_words, tesseract_path
+from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import (
     EmotionParams,
     HeartRateParams,
@@ -24,8 +24,9 @@ from vlm_monitor.types import Frame
 
 
 class EmotionAnalyzer(Analyzer):
-    """Seed 003's ``video_emotion_result``: ``dominant_emotion, face_detected, confidence,
-    emotions{7}``, optionally smoothed over time (exponential average of the scores)."""
+    """The ``video_emotion_result``: ``dominant_emotion, face_detected, confidence,
+    emotions{7}, box, box_norm`` (the face), optionally smoothed over time (exponential
+    average of the scores)."""
 
     name = "emotion"
 
@@ -39,7 +40,10 @@ class EmotionAnalyzer(Analyzer):
         if face is None:
             self._smoothed = None
             return no_face()
-        result = self.context.models.emotion(image, face.box)
+        result = {
+            **self.context.models.emotion(image, face.box),
+            **placement(image, frame).box_fields(face.box),
+        }
         k = self.params.smoothing
         if k > 0 and self._smoothed is not None:
             previous = self._smoothed
@@ -92,6 +96,7 @@ class HeartRateAnalyzer(Analyzer):
             "method": reading.method,
             "face_detected": face is not None,
             "reason": reading.reason,
+            **placement(image, frame).box_fields(None if face is None else face.box),
         }
 
 
@@ -115,7 +120,11 @@ class MotionAnalyzer(Analyzer):
         if reading.level >= self.params.min_level:
             self._last_motion = frame.ts
         moving = frame.ts - self._last_motion <= self.params.hold_s
-        payload = {"level": reading.level, "moving": moving, "boxes": reading.boxes[:16]}
+        payload = {
+            "level": reading.level,
+            "moving": moving,
+            **placement(image, frame).boxes_fields(reading.boxes[:16]),
+        }
         self.context.latest[self.name] = payload
         changed, self._moving = moving != self._moving, moving
         if changed or (moving and frame.ts >= self._next_report):
@@ -125,7 +134,8 @@ class MotionAnalyzer(Analyzer):
 
 
 class OcrAnalyzer(Analyzer):
-    """Text in the frame (or a region of it), with per-word confidence and boxes."""
+    """Text in the frame (or a region of it, in displayed source pixels), with per-word
+    confidence and boxes."""
 
     name = "ocr"
     stateful = False
@@ -137,30 +147,15 @@ class OcrAnalyzer(Analyzer):
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any]:
         p = self.params
-        ox = oy = 0
-        if p.roi is not None:
-            ox, oy, w, h = p.roi
-            height, width = image.shape[:2]
-            image = image[oy : oy + h, ox : ox + w]
-            if image.size == 0:
-                raise ValueError(f"ocr roi {p.roi} is outside the {width}x{height} analysis frame")
-        words = [
-            w
-            for w in read_words(image, p.lang, p.psm, p.timeout_s)
-            if w.confidence >= p.min_confidence
-        ]
-        return {
-            "text": " ".join(w.text for w in words),
-            "confidence": round(sum(w.confidence for w in words) / len(words), 1) if words else 0.0,
-            "words": [
-                {
-                    "text": w.text,
-                    "confidence": w.confidence,
-                    "box": [w.box[0] + ox, w.box[1] + oy, w.box[2], w.box[3]],
-                }
-                for w in words
-            ],
-        }
+        return read_text(
+            image,
+            placement(image, frame),
+            p.roi,
+            lang=p.lang,
+            psm=p.psm,
+            timeout_s=p.timeout_s,
+            min_confidence=p.min_confidence,
+        )
 
 
 ANALYZERS: dict[str, type[Analyzer]] = {

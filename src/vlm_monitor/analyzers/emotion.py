@@ -37,7 +37,7 @@ class EmotionModel:
         self._lock = threading.Lock()
 
     def predict(self, bgr: np.ndarray, box: Box, margin: int = 10) -> dict[str, Any]:
-        """Seed 003's payload: ``dominant_emotion, face_detected, confidence, emotions{7}``."""
+        """``dominant_emotion, face_detected, confidence, emotions{7}`` for the face in ``box``."""
         x, y, w, h = box
         side = max(w, h) + 2 * margin  # squared crop with a margin, as the model was trained
         cx, cy = x + w // 2, y + h // 2
@@ -66,4 +66,6 @@ def no_face() -> dict[str, Any]:
         "face_detected": False,
         "confidence": 0.0,
         "emotions": dict.fromkeys(LABELS, 0.0),
+        "box": None,
+        "box_norm": None,
     }

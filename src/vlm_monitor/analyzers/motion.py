@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-Box = tuple[int, int, int, int]  # x, y, width, height in the analysed frame's pixels
+Box = tuple[int, int, int, int]  # x, y, width, height in the analysed image's pixels
 _KERNEL = np.ones((3, 3), np.uint8)
 
 

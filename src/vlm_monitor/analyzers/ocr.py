@@ -9,9 +9,12 @@ import io
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+
+from vlm_monitor.geometry import Placement
 
 
 class OcrUnavailableError(RuntimeError):
@@ -22,7 +25,7 @@ class OcrUnavailableError(RuntimeError):
 class Word:
     text: str
     confidence: float  # 0..100
-    box: tuple[int, int, int, int]  # x, y, width, height in the analysed image
+    box: tuple[int, int, int, int]  # x, y, width, height in the image Tesseract read
 
 
 def tesseract_path() -> str:
@@ -59,3 +62,34 @@ def read_words(
         box = (int(row["left"]), int(row["top"]), int(row["width"]), int(row["height"]))
         words.append(Word(text, float(row["conf"]), box))
     return words
+
+
+def read_text(
+    image: np.ndarray,
+    placement: Placement,
+    roi: tuple[int, int, int, int] | None = None,
+    *,
+    lang: str = "eng",
+    psm: int = 6,
+    timeout_s: float = 10.0,
+    min_confidence: float = 0.0,
+) -> dict[str, Any]:
+    """The ``ocr`` payload of the analyzer and the flow node alike: ``text, confidence,
+    words[{text, confidence, box, box_norm}]``. ``roi`` and the boxes are in displayed source
+    pixels (boxes relative to the whole picture, not to the region). Blocking."""
+    if roi is not None:
+        x, y, w, h = placement.to_image(roi)
+        if w == 0 or h == 0:
+            sw, sh = placement.source
+            raise ValueError(f"ocr roi {list(roi)} is outside the {sw}x{sh} picture")
+        image = image[y : y + h, x : x + w]
+        placement = placement.cropped(x, y)
+    words = [w for w in read_words(image, lang, psm, timeout_s) if w.confidence >= min_confidence]
+    return {
+        "text": " ".join(w.text for w in words),
+        "confidence": round(sum(w.confidence for w in words) / len(words), 1) if words else 0.0,
+        "words": [
+            {"text": w.text, "confidence": w.confidence, **placement.box_fields(w.box)}
+            for w in words
+        ],
+    }

@@ -37,7 +37,7 @@ class MotionParams(_Params):
 
 class OcrParams(_Params):
     roi: tuple[int, int, int, int] | None = Field(
-        None, description="x, y, width, height in analysis-frame pixels; null = whole frame"
+        None, description="x, y, width, height in displayed source pixels; null = whole frame"
     )
     lang: str = Field("eng", pattern=r"^[a-z_]{3,8}(\+[a-z_]{3,8})*$")
     psm: int = Field(6, ge=0, le=13, description="tesseract page segmentation mode")

@@ -2,7 +2,8 @@
 
 Per stream, one ``latest`` hub subscription at the fastest analyzer's rate feeds
 ``{channel}:jobs:analyze:{stream}``: each job is one frame as JPEG (at the stream's analysis
-size) and the names of the analyzers due on it. The job stream is capped at
+size), the displayed size of the source picture (``source``, so workers place boxes in source
+pixels) and the names of the analyzers due on it. The job stream is capped at
 ``analysis.max_backlog`` entries; when workers fall behind, Redis drops the OLDEST frames
 (live analysis wants the newest picture), counted as ``dropped``. The worker side is
 ``vlm_monitor.worker.analysis_jobs``.
@@ -117,7 +118,7 @@ class RemoteAnalysis(RedisLink):
         return None if feed is None else feed.latest.get(analyzer)
 
     def _encode(self, frame: Frame, feed: RemoteFeed) -> bytes:
-        image = frame.bgr(feed.stream.analysis_dims)
+        image = frame.bgr_fit(feed.stream.analysis_dims)
         return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1])
 
     async def _feed(self, feed: RemoteFeed) -> None:
@@ -129,7 +130,8 @@ class RemoteAnalysis(RedisLink):
                 continue
             jpeg = await loop.run_in_executor(self.pool, self._encode, frame, feed)
             meta = {"stream": feed.stream.id, "seq": frame.seq, "ts": frame.ts, "due": due,
-                    "analyzers": feed.configs, "reply_to": self.results_key}  # fmt: skip
+                    "source": list(frame.source_size), "analyzers": feed.configs,
+                    "reply_to": self.results_key}  # fmt: skip
             try:
                 pipe = self._client.pipeline(transaction=False)
                 pipe.xlen(key)

@@ -50,8 +50,8 @@ class AnalyzerRunner:
         self.task: asyncio.Task[None] | None = None
 
     def _analyze(self, frame: Frame) -> dict[str, Any] | None:
-        # The shared downscale: one conversion per frame for every consumer of this size.
-        return self.analyzer.analyze(frame.bgr(self.size), frame)
+        # The shared downscale: one conversion per frame for every consumer of this budget.
+        return self.analyzer.analyze(frame.bgr_fit(self.size), frame)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

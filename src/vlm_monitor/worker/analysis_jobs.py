@@ -49,6 +49,18 @@ class StreamState:
     analyzers: dict[str, Analyzer] = field(default_factory=dict)
 
 
+def _source(meta: dict[str, Any]) -> tuple[int, int] | None:
+    """The displayed size of the picture the job's JPEG was scaled from (None: the JPEG's own,
+    for jobs from backends that do not say)."""
+    size = meta.get("source")
+    if size is None:
+        return None
+    width, height = (int(v) for v in size)
+    if not (0 < width <= 16384 and 0 < height <= 16384):
+        raise ValueError(f"source size {width}x{height} is out of range")
+    return width, height
+
+
 class AnalysisWorker:
     def __init__(
         self, process: WorkerProcess, claim_idle_s: float = 30.0, max_attempts: int = 3
@@ -176,7 +188,7 @@ class AnalysisWorker:
                 raise ValueError("the frame is not a JPEG")
             analyzers = self._analyzers(stream, meta["analyzers"])
             due, reply_to = list(meta["due"]), str(meta["reply_to"])
-            frame = Frame(stream, int(meta["seq"]), float(meta["ts"]), image)
+            frame = Frame(stream, int(meta["seq"]), float(meta["ts"]), image, _source(meta))
         except Exception as exc:  # any malformed job is dead, not a crash
             self._dead(key, entry_id, fields, f"bad job: {type(exc).__name__}: {exc}")
             return

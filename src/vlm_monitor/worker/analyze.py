@@ -31,6 +31,7 @@ from vlm_monitor.analyzers.base import Analyzer, SharedModels
 from vlm_monitor.analyzers.builtin import build_analyzers
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import ConfigError, StreamConfig
+from vlm_monitor.geometry import fit_budget
 from vlm_monitor.hub.wire import FrameMessage
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.types import Frame
@@ -189,10 +190,14 @@ class StreamAnalysis:
         image = cv2.imdecode(np.frombuffer(msg.jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return None
-        size = self.stream.analysis_dims
-        if size is not None and (image.shape[1], image.shape[0]) != size:
+        # The backend sends the displayed picture at full size: analysed within the stream's
+        # pixel budget, its boxes placed back in the full size.
+        source = (int(image.shape[1]), int(image.shape[0]))
+        budget = self.stream.analysis_dims
+        size = source if budget is None else fit_budget(*source, *budget)
+        if size != source:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return Frame(self.stream.id, msg.seq, msg.ts, image)
+        return Frame(self.stream.id, msg.seq, msg.ts, image, source)
 
     async def _read(self, client: BackendVideoClient) -> None:
         loop = asyncio.get_running_loop()

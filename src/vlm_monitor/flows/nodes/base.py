@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from vlm_monitor.flows.model import FlowDefinition, NodeSpec
+from vlm_monitor.geometry import Placement
 
 if TYPE_CHECKING:
     from vlm_monitor.services import Services
@@ -39,10 +40,20 @@ class FrameValue:
     seq: int
     ts: float
     image: np.ndarray  # BGR, read-only
+    placement: Placement | None = None  # where the image sits in the source; None: all of it
+
+    @property
+    def place(self) -> Placement:
+        if self.placement is not None:
+            return self.placement
+        h, w = self.image.shape[:2]
+        return Placement.whole((int(w), int(h)))
 
     def summary(self) -> dict[str, Any]:
         h, w = self.image.shape[:2]
-        return {"stream": self.stream, "seq": self.seq, "ts": self.ts, "size": f"{w}x{h}"}
+        sw, sh = self.place.source
+        return {"stream": self.stream, "seq": self.seq, "ts": self.ts, "size": f"{w}x{h}",
+                "source_size": f"{sw}x{sh}"}  # fmt: skip
 
 
 @dataclass(frozen=True)

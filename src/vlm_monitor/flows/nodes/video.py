@@ -13,7 +13,7 @@ from pydantic import Field
 
 from vlm_monitor.analyzers.emotion import no_face
 from vlm_monitor.analyzers.motion import MotionDetector
-from vlm_monitor.analyzers.ocr import read_words, tesseract_path
+from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import OcrParams
 from vlm_monitor.config import SizeText, parse_size
 from vlm_monitor.flows.nodes.base import (
@@ -27,6 +27,7 @@ from vlm_monitor.flows.nodes.base import (
     RunContext,
     register,
 )
+from vlm_monitor.geometry import Placement
 
 if TYPE_CHECKING:
     from vlm_monitor.hub import Subscription
@@ -38,8 +39,14 @@ class StreamParams(Params):
 
 
 class FrameParams(StreamParams):
-    size: SizeText | None = Field("640x360", description="resize to WxH; null = native")
-    crop: tuple[int, int, int, int] | None = Field(None, description="x, y, w, h after resize")
+    size: SizeText | None = Field(
+        "640x360",
+        description="pixel budget WxH: scaled to about W*H pixels, aspect ratio kept, never "
+        "upscaled; null = native",
+    )
+    crop: tuple[int, int, int, int] | None = Field(
+        None, description="x, y, w, h in displayed source pixels"
+    )
     max_age_s: float = Field(5.0, gt=0, description="older latest frame: the stream is stale")
 
 
@@ -53,7 +60,7 @@ def _single(inputs: dict[str, Any], kind: type) -> Any:
 @register
 class FrameNode(NodeType):
     type_name = "frame"
-    description = "the stream's latest frame, optionally resized and cropped"
+    description = "the stream's latest frame, optionally scaled and cropped"
     ParamsModel = FrameParams
     output = FRAME
     needs_stream = True
@@ -67,24 +74,27 @@ class FrameNode(NodeType):
             raise NodeError(f"no frame from stream {stream!r} (unknown or not live)")
         if frame.age() > p.max_age_s:
             raise NodeError(f"stream {stream!r} is stale: last frame {frame.age():.1f} s ago")
-        size = parse_size(p.size) if p.size else None
+        budget = parse_size(p.size) if p.size else None
 
-        def convert() -> np.ndarray:
-            image = frame.bgr(size)
+        def convert() -> FrameValue:
+            scaled = frame.fit(budget)
+            image, placement = frame.bgr(scaled), Placement.whole(frame.size, scaled)
             if p.crop is not None:
-                x, y, w, h = p.crop
-                image = image[y : y + h, x : x + w]
-                if image.size == 0:
-                    raise NodeError(f"crop {p.crop} is outside the {frame.size} frame")
-            return image
+                x, y, w, h = placement.to_image(p.crop)
+                if w == 0 or h == 0:
+                    raise NodeError(
+                        f"crop {list(p.crop)} is outside the {frame.width}x{frame.height} frame"
+                    )
+                image, placement = image[y : y + h, x : x + w], placement.cropped(x, y)
+            return FrameValue(stream, frame.seq, frame.ts, image, placement)
 
-        return FrameValue(stream, frame.seq, frame.ts, await ctx.blocking(convert))
+        return await ctx.blocking(convert)
 
 
 class ClipParams(StreamParams):
     seconds: float = Field(10.0, gt=0, le=600)
     frames: int = Field(8, ge=2, le=64)
-    size: SizeText = "640x360"
+    size: SizeText = Field("640x360", description="pixel budget WxH, aspect ratio kept")
 
 
 @register
@@ -123,7 +133,7 @@ class ClipNode(NodeType):
         frames = list(self._buffer)
         if len(frames) < 2:
             raise NodeError(f"clip of {self.stream!r} not ready: {len(frames)} frame(s) buffered")
-        images = await ctx.blocking(lambda: [f.bgr(self._size) for f in frames])
+        images = await ctx.blocking(lambda: [f.bgr_fit(self._size) for f in frames])
         return ClipValue(self.stream or "", images, [f.ts for f in frames])
 
 
@@ -149,7 +159,11 @@ class MotionNode(NodeType):
         frame: FrameValue = _single(inputs, FrameValue)
         reading = await ctx.blocking(self._detector.update, frame.image, frame.ts)
         moving = reading.level >= self.params.min_level  # type: ignore[attr-defined]
-        return {"level": reading.level, "moving": moving, "boxes": reading.boxes[:16]}
+        return {
+            "level": reading.level,
+            "moving": moving,
+            **frame.place.boxes_fields(reading.boxes[:16]),
+        }
 
 
 @register
@@ -170,18 +184,22 @@ class OcrNode(NodeType):
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
         p: OcrParams = self.params  # type: ignore[assignment]
         frame: FrameValue = _single(inputs, FrameValue)
-        image = frame.image
-        if p.roi is not None:
-            x, y, w, h = p.roi
-            image = image[y : y + h, x : x + w]
-        words = await ctx.blocking(read_words, image, p.lang, p.psm, p.timeout_s)
-        kept = [w for w in words if w.confidence >= p.min_confidence]
-        return {
-            "text": " ".join(w.text for w in kept),
-            "words": [
-                {"text": w.text, "confidence": w.confidence, "box": list(w.box)} for w in kept
-            ],
-        }
+
+        def read() -> dict[str, Any]:
+            try:
+                return read_text(
+                    frame.image,
+                    frame.place,
+                    p.roi,
+                    lang=p.lang,
+                    psm=p.psm,
+                    timeout_s=p.timeout_s,
+                    min_confidence=p.min_confidence,
+                )
+            except ValueError as exc:
+                raise NodeError(str(exc)) from None
+
+        return await ctx.blocking(read)
 
 
 @register
@@ -198,7 +216,9 @@ class EmotionNode(NodeType):
         def analyse() -> dict[str, Any]:
             image = np.ascontiguousarray(frame.image)
             faces = models.detect(image)
-            return models.emotion(image, faces[0]) if faces else no_face()
+            if not faces:
+                return no_face()
+            return {**models.emotion(image, faces[0]), **frame.place.box_fields(faces[0])}
 
         return await ctx.blocking(analyse)
 

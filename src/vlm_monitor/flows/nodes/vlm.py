@@ -138,7 +138,7 @@ class WatchNode(NodeType):
         frame = ctx.services.hub.latest(self.stream or "")
         if frame is None:
             raise NodeError(f"no frame from stream {self.stream!r}")
-        image = await ctx.blocking(frame.bgr, (640, 360))
+        image = await ctx.blocking(frame.bgr_fit, (640, 360))
         provider = _provider(ctx, p.provider)
         prompt = (
             f"Question: {p.question}\nAnswer with JSON only: "
