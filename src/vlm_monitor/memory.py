@@ -10,11 +10,12 @@ no-op.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+
+from vlm_monitor.aio import cancel_and_wait
 
 log = logging.getLogger("vlm_monitor.memory")
 
@@ -44,10 +45,7 @@ class HeapTrimmer:
             self._task = asyncio.create_task(self._run(), name="heap-trimmer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         assert self._trim is not None

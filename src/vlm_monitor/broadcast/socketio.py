@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vlm_monitor.aio import cancel_and_wait
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.config import STREAM_ID_PATTERN
 from vlm_monitor.origins import origin_allowed
@@ -155,10 +156,7 @@ class SocketIOBridge:
         self._task = asyncio.create_task(self._run(), name="socketio-bridge")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         async with contextlib.aclosing(self.bus.follow()) as events:

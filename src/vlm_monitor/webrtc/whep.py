@@ -22,6 +22,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from vlm_monitor.aio import cancel_and_wait
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.types import Frame
 from vlm_monitor.webrtc.whip import OfferError, answer_offer
@@ -97,9 +98,7 @@ class SharedEncoder:
         self.viewers.discard(viewer)
         if self.viewers or self._task is None:
             return not self.viewers
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         return True
 

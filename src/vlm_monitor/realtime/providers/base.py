@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+from vlm_monitor.aio import cancel_and_wait
 
 log = logging.getLogger("vlm_monitor.realtime")
 
@@ -118,10 +119,7 @@ class RealtimeProvider(ABC):
 
     async def close(self) -> None:
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         if self._ws is not None:
             await self._ws.close()
 
