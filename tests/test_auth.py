@@ -22,7 +22,7 @@ from vlm_monitor.config import build_config
 from vlm_monitor.testing import ChildProcess, free_port, wait_until
 
 API, VIEWER = "api-token-0123456789", "viewer-token-0123456789"
-OPEN = {("GET", "/health"), ("GET", "/chat"), ("GET", "/publish")}
+OPEN = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/chat"), ("GET", "/publish")}
 # Read-only: what a dashboard viewer needs.
 VIEWER_ROUTES = {
     ("GET", p)

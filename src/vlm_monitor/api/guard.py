@@ -60,7 +60,7 @@ LONG_LIVED = re.compile(r"^/(api/streams/[^/]+/mjpeg|ws/.*|socket\.io/.*|interna
 
 
 def access_of(method: str, path: str, static: Iterable[str], metrics_public: bool) -> Access:
-    if path == "/health" or (method in READ and path in static):
+    if path in ("/health", "/health/ready") or (method in READ and path in static):
         return Access.OPEN
     if path == "/metrics" and method in READ:
         return Access.OPEN if metrics_public else Access.CONTROL

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,11 +23,70 @@ from vlm_monitor.sources.url import redact_url
 from vlm_monitor.stats import percentile
 
 router = APIRouter()
+# SQLite (results, events) lives in data_dir: report not ready before its writes fail.
+READY_MIN_FREE_MB = 100.0
 
 
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get(
+    "/health/ready",
+    response_model=None,
+    responses={503: {"description": 'not ready: `{"status": "not ready", "reasons": [...]}`'}},
+)
+async def ready(services: ServicesDep) -> dict[str, str] | JSONResponse:
+    """503 while this server cannot do all its work (a stream failed, Redis unreachable, a disk
+    too full to write on), so a load balancer or orchestrator routes around it; /health stays
+    a liveness check, so nothing restarts a process that is only waiting. Open without a token
+    like /health: the reasons name what to look at, the details (errors, addresses, paths) stay
+    in /api/status."""
+    reasons = [
+        f"stream {s['id']} failed" for s in services.streams.statuses() if s["state"] == "failed"
+    ]
+    reasons += redis_problems(services.bus_status())
+    reasons += await asyncio.to_thread(disk_problems, disk_checks(services))  # NFS can hang
+    if reasons:
+        return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+    return {"status": "ready"}
+
+
+def redis_problems(bus: dict[str, Any]) -> list[str]:
+    if bus.get("kind") != "redis":
+        return []
+    links = [("bus", bus)]
+    if bus.get("analysis_jobs") is not None:
+        links.append(("analysis jobs", bus["analysis_jobs"]))
+    return [f"redis unreachable ({what})" for what, link in links if not link.get("connected")]
+
+
+def disk_checks(services: Services) -> list[tuple[str, Path, float]]:
+    """(what, directory, MB it needs free): data_dir, and each stream's clip directory at its
+    ``clips.min_free_mb``, under which ClipStore refuses to write (its clips are paused)."""
+    data_dir = Path(services.config.server.data_dir)
+    checks = [("data_dir", data_dir, READY_MIN_FREE_MB)]
+    for sid in services.streams.ids():
+        clips = services.streams.get(sid).config.clips
+        if clips is not None and clips.enabled:
+            checks.append((f"stream {sid} clips", data_dir / "clips" / sid, clips.min_free_mb))
+    return checks
+
+
+def disk_problems(checks: list[tuple[str, Path, float]]) -> list[str]:
+    problems = []
+    for what, path, min_mb in checks:
+        while not path.exists() and path != path.parent:  # not made yet: its file system
+            path = path.parent
+        try:
+            free = shutil.disk_usage(path).free / 1e6
+        except OSError:
+            problems.append(f"{what}: free space unreadable")
+            continue
+        if free < min_mb:
+            problems.append(f"{what}: only {free:.0f} MB free (needs {min_mb:.0f})")
+    return problems
 
 
 @router.get("/api/status")
