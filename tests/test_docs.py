@@ -3,14 +3,65 @@ docs/api.md names every route the app serves, and /docs and /redoc work with no 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Mount, Route
 
+from vlm_monitor import config_reference
+from vlm_monitor.api.guard import access_of
+from vlm_monitor.app import API_MODULES, create_app
+from vlm_monitor.config import build_config
 from vlm_monitor.testing import chromium
 
 API = "api-token-0123456789"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+# "| `GET /api/streams` | viewer | ..." in docs/api.md
+ROUTE_ROW = re.compile(r"^\| `(GET|POST|PUT|DELETE|WS) (/[^`]*)` \| ([a-z]+)", re.MULTILINE)
+
+
+def test_the_configuration_reference_is_current() -> None:
+    path = DOCS / "configuration.md"
+    current = path.read_text() if path.exists() else ""
+    if current != config_reference.render():
+        pytest.fail(
+            "docs/configuration.md is stale (the models in src/vlm_monitor/config.py changed): "
+            f"regenerate it with `.venv/bin/{config_reference.COMMAND}` from the repository root"
+        )
+
+
+def app_routes(tmp_path: Path) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, from the app itself ("WS" for WebSockets)."""
+    app = create_app(build_config({"server": {"data_dir": str(tmp_path)}}))
+    found = []
+    for route in [r for m in API_MODULES for r in m.router.routes] + list(app.routes):
+        if isinstance(route, APIWebSocketRoute):
+            found.append(("WS", route.path))
+        elif isinstance(route, APIRoute | Route):
+            found += [(m, route.path) for m in sorted((route.methods or set()) - {"HEAD"})]
+        elif isinstance(route, Mount) and route.path == "/socket.io":
+            found.append(("GET", "/socket.io/"))
+    return sorted(set(found))
+
+
+def test_api_md_lists_every_route_with_its_access(tmp_path) -> None:
+    text = (DOCS / "api.md").read_text()
+    rows = {(m, p): access for m, p, access in ROUTE_ROW.findall(text)}
+    routes = app_routes(tmp_path)
+    assert len(routes) > 50
+    missing = [f"{m} {p}" for m, p in routes if (m, p) not in rows]
+    assert not missing, f"routes the app serves that docs/api.md does not list: {missing}"
+
+    # The access each row states is the guard's (a token, open pages: see security.md).
+    static = {"/", "/chat", "/publish"}
+    for (method, path), stated in rows.items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        actual = access_of("GET" if method == "WS" else method, concrete, static, False)
+        assert stated == actual.name.lower(), f"docs/api.md: {method} {path} is {actual.name}"
 
 
 def _offline_page(browser, outside: list[str], errors: list[str]):
