@@ -36,7 +36,7 @@ from vlm_monitor.hub.wire import FrameMessage
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.types import Frame
 from vlm_monitor.worker.client import BackendVideoClient
-from vlm_monitor.worker.main import LatencyStats
+from vlm_monitor.worker.latency import LatencyStats
 
 log = logging.getLogger("vlm_monitor.worker")
 BATCH = 100

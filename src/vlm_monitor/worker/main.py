@@ -26,38 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from vlm_monitor.config import ClipsConfig, Config, StreamConfig, load_config
-from vlm_monitor.stats import percentile
 from vlm_monitor.worker.client import BackendVideoClient
+from vlm_monitor.worker.latency import LatencyStats
 
 log = logging.getLogger("vlm_monitor.worker")
-
-
-class LatencyStats:
-    def __init__(self) -> None:
-        self.frames = 0
-        self.latencies_ms: list[float] = []
-        self.started = time.monotonic()
-        self.last_seq = 0
-        self.gaps = 0  # frames skipped by the latest-frame policy (seq jumps)
-
-    def add(self, seq: int, ts: float) -> None:
-        self.frames += 1
-        self.latencies_ms.append((time.time() - ts) * 1000)
-        if self.last_seq and seq > self.last_seq + 1:
-            self.gaps += seq - self.last_seq - 1
-        self.last_seq = seq
-
-    def summary(self) -> dict[str, object]:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        lat = self.latencies_ms[-10000:]
-        return {
-            "frames": self.frames,
-            "fps": round(self.frames / elapsed, 2),
-            "latency_p50_ms": percentile(lat, 50, 2),
-            "latency_p99_ms": percentile(lat, 99, 2),
-            "last_seq": self.last_seq,
-            "skipped": self.gaps,
-        }
 
 
 async def run_worker(
