@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +17,11 @@ import skimage.data
 
 from vlm_monitor.analyzers.base import SharedModels, StreamContext
 from vlm_monitor.analyzers.builtin import OcrAnalyzer
-from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.clips.processor import AsyncVideoProcessor
+from vlm_monitor.clips.service import StreamClips
+from vlm_monitor.clips.store import ClipStore
+from vlm_monitor.clips.types import ResultData
+from vlm_monitor.config import AnalyzerConfig, ClipsConfig
 from vlm_monitor.flows.executor import RunRecord, execute
 from vlm_monitor.flows.manager import parse_flow
 from vlm_monitor.flows.nodes.base import RunContext
@@ -24,6 +29,7 @@ from vlm_monitor.geometry import Placement, fit_budget
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.testing import wait_until
 from vlm_monitor.types import Frame
+from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 
 BUDGET = (640, 360)  # 230,400 pixels
 
@@ -242,3 +248,33 @@ async def test_flow_ocr_and_the_analyzer_agree_in_source_pixels() -> None:
         assert a["box"] == b["box"] and a["box_norm"] == b["box_norm"]
     x, y, w, _ = flow["words"][0]["box"]
     assert 100 <= x <= 140 and 340 <= y <= 380 and w > 150, flow["words"][0]
+
+
+def test_clips_keep_the_shape(tmp_path: Path) -> None:
+    """A square camera's clips (the MP4 and the frames the VLM sees) stay square."""
+    hub = StreamHub()
+    config = ClipsConfig(clip_seconds=1.0, frames_per_clip=4, min_free_mb=0)
+    shapes: list[tuple[int, ...]] = []
+
+    def analyze(request: VlmRequest) -> tuple[str, VlmAnswer]:
+        shapes.extend(f.shape for f in request.frames)
+        return "fake", VlmAnswer("ok", model="m", tokens=1)
+
+    results: list[ResultData] = []
+    store = ClipStore(tmp_path, min_free_mb=0)
+    clips = StreamClips("sq", config, hub, AsyncVideoProcessor("sq", config, store, analyze,
+                                                                results.append))  # fmt: skip
+    clips.start()
+    try:
+        for i in range(1, 41):
+            shade = np.full((1024, 1024, 3), i * 6, np.uint8)
+            hub.publish(Frame("sq", i, time.time(), shade))
+            time.sleep(0.05)
+        wait_until(lambda: results, 10, what="a clip result")
+    finally:
+        clips.stop(5)
+    assert results[0].error is None, results[0].error
+    assert shapes and all(s == (480, 480, 3) for s in shapes), shapes
+    with av.open(results[0].video_path) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (480, 480)

@@ -114,7 +114,11 @@ class ClipsConfig(_Model):
     frames_per_clip: int = Field(8, ge=1, le=64)
     input_fps: float = Field(5.0, gt=0, le=60, description="frames/s buffered for sampling")
     overlap_s: float = Field(0.0, ge=0, description="seconds the next clip re-uses")
-    size: SizeText = Field("640x360", description="clip frame size")
+    size: SizeText = Field(
+        "640x360",
+        description="pixel budget of clip frames: the source's aspect ratio at about "
+        "WIDTH*HEIGHT pixels, as analysis_size",
+    )
     sampling: Literal["time", "motion"] = "time"
     provider: str | list[str] | None = Field(None, description="name(s); null = first provider")
     strategy: Literal["fallback", "round_robin"] = "fallback"

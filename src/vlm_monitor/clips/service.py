@@ -50,8 +50,8 @@ class StreamClips:
 
     def _feed(self) -> None:
         while (frame := self._sub.get()) is not None:
-            # The shared downscale: computed once per frame for every consumer of this size.
-            self.processor.add_frame(frame.bgr(self._size), frame.ts, frame.seq, frame.pts_time)
+            # The shared downscale: computed once per frame for every consumer of this budget.
+            self.processor.add_frame(frame.bgr_fit(self._size), frame.ts, frame.seq, frame.pts_time)
 
 
 class ClipService:

@@ -19,16 +19,21 @@ from vlm_monitor.clips.processor import AsyncVideoProcessor
 from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import ResultData
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig, parse_size
+from vlm_monitor.geometry import fit_budget
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.worker.client import BackendVideoClient
 
 log = logging.getLogger("vlm_monitor.worker")
 
 
-def _decode(jpeg: bytes, size: tuple[int, int]) -> np.ndarray | None:
+def _decode(jpeg: bytes, budget: tuple[int, int]) -> np.ndarray | None:
+    """The backend's full-size JPEG within the clips' pixel budget, its shape kept."""
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return None
+    size = fit_budget(image.shape[1], image.shape[0], *budget)
+    if size == (image.shape[1], image.shape[0]):
+        return image
     resized: np.ndarray = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return resized
 
