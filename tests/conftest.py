@@ -69,12 +69,23 @@ def rtsp_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
         pytest.fail("GStreamer RTSP server missing: run `make test` (scripts/install-os-deps.sh)")
     procs: list[ChildProcess] = []
 
-    def start(path: str = "cam", size: str = "640x360", fps: int = 15) -> str:
+    def start(
+        path: str = "cam",
+        size: str = "640x360",
+        fps: int = 15,
+        codec: str = "h264",
+        audio: bool = False,
+        auth: str | None = None,
+        user: str = "",
+        password: str = "",
+    ) -> str:
+        """``auth``: basic or digest, for ``user``/``password``; the URL has no credentials."""
         port = free_port()
-        proc = ChildProcess(
-            [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size, str(fps)],
-            tmp_path / f"rtsp{len(procs)}.out",
-        )
+        args = [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size, str(fps)]
+        args += ["--codec", codec] + (["--audio"] if audio else [])
+        if auth:
+            args += ["--auth", auth, "--user", user, "--password", password]
+        proc = ChildProcess(args, tmp_path / f"rtsp{len(procs)}.out")
         procs.append(proc)
         wait_until(
             lambda: "READY" in proc.output() or (not proc.alive() and pytest.fail(proc.output())),

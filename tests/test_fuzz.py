@@ -24,6 +24,7 @@ from vlm_monitor.flows.expr import Expression, ExpressionError
 from vlm_monitor.flows.graph import FlowValidationError
 from vlm_monitor.flows.manager import parse_flow
 from vlm_monitor.hub import wire
+from vlm_monitor.logging_setup import Redactor
 from vlm_monitor.realtime.protocol import ProtocolError, normalise_frame, parse
 from vlm_monitor.sources.url import parse_source_url, redact_url
 from vlm_monitor.storage.paths import inside
@@ -179,6 +180,23 @@ def test_source_urls(url: str) -> None:
     except ValueError:
         pass
     assert isinstance(redact_url(url), str)
+
+
+PASSWORD_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:%"
+
+
+@fuzz
+@given(
+    st.sampled_from(["rtsp", "rtsps", "http", "https", "tcp"]),
+    st.text(string.ascii_letters + string.digits + "-._", min_size=1, max_size=12),
+    st.text(PASSWORD_CHARS, min_size=1, max_size=24),
+)
+def test_camera_passwords_never_shown(scheme: str, user: str, password: str) -> None:
+    """Whatever the password, status (redact_url) and log lines (Redactor) show ***."""
+    url = f"{scheme}://{user}:{password}@cam.example:8554/stream"
+    shown = f"{scheme}://{user}:***@cam.example:8554/stream"
+    assert redact_url(url) == shown
+    assert Redactor()(f"open failed: '{url}' (401)") == f"open failed: '{shown}' (401)"
 
 
 @fuzz

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vlm_monitor.sources.url import parse_source_url, parse_stream_source
+from vlm_monitor.sources.url import parse_source_url, parse_stream_source, redact_url
 from vlm_monitor.testing import ChildProcess, free_port, wait_until
+from vlm_monitor.testing_peers import HttpCamera
 
 SYN = "synthetic://?fps=15&size=640x360"
 
@@ -204,3 +205,48 @@ def test_listen_stream_waits_for_the_camera_to_connect(
         assert st["state"] == "live" and 6 <= st["fps_in"] <= 14, st
         assert (st["width"], st["height"]) == (320, 240)
         assert c.get("/api/streams/cam/frame.jpg").status_code == 200
+
+
+def test_http_urls_name_one_scheme() -> None:
+    spec = parse_source_url("HTTP://cam.local/axis-cgi/mjpg/video.cgi?resolution=640x480")
+    assert spec.scheme == "http" and spec.url.startswith("http://cam.local/")
+    assert parse_source_url("https://cam.local/live/index.m3u8").scheme == "https"
+    for url in (
+        "hls+http://cam.local/live.m3u8",  # FFmpeg would pick the demuxer from the URL
+        "cache:http://cam.local/live.m3u8",
+        "crypto+https://cam.local/seg.ts",
+        "http:///live.m3u8",
+        "http://cam.local/live.m3u8#x",
+    ):
+        with pytest.raises(ValueError):
+            parse_source_url(url)
+    assert redact_url("https://admin:pw@cam/a.m3u8") == "https://admin:***@cam/a.m3u8"
+
+
+def test_http_playlist_reads_http_segments_only(server, dirs, tmp_path: Path) -> None:
+    """An HLS playlist over http(s) may name its segments; only over HTTP(S), never file:."""
+    _, outside = dirs
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "seg.ts").write_bytes((outside / "clip.ts").read_bytes())
+    head = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"
+    (web / "good.m3u8").write_text(f"{head}#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+    (web / "evil.m3u8").write_text(
+        f"{head}#EXTINF:1.0,\nfile:{outside}/clip.ts\n#EXTINF:1.0,\nfile://{outside}/clip.ts\n"
+        "#EXT-X-ENDLIST\n"
+    )
+    cam = HttpCamera(root=web)
+    try:
+        srv = server()
+        with srv.client() as c:
+            for sid in ("good", "evil"):
+                body = {"id": sid, "url": cam.url(f"{sid}.m3u8"), "reconnect": {"initial_s": 0.2}}
+                assert c.post("/api/streams", json=body).status_code == 201
+            st = wait_state(c, "good", "live")
+            assert (st["width"], st["height"], st["transport"]) == (320, 240, "http")
+            time.sleep(3)
+            st = stream_state(c, "evil")
+            assert st["frames_in"] == 0 and st["state"] == "reconnecting", st
+            assert c.get("/api/streams/evil/frame.jpg").status_code != 200
+    finally:
+        cam.close()

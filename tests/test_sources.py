@@ -250,3 +250,22 @@ def test_rtsp_source(harness: list[Harness], rtsp_server, transport: str) -> Non
     st = h.source.status()
     assert (st["width"], st["height"]) == (640, 360)
     assert st["transport"] == ("tcp" if transport == "auto" else transport)
+
+
+@pytest.mark.rtsp
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+def test_rtsp_credentials_in_the_url(harness: list[Harness], rtsp_server, auth: str) -> None:
+    url = rtsp_server(path=f"auth-{auth}", auth=auth, user="viewer", password="pa55-word")
+    fast = {"open_timeout_s": 10, "reconnect": {"initial_s": 0.2, "max_s": 1}}
+    good = start(harness, url.replace("rtsp://", "rtsp://viewer:pa55-word@"), **fast)
+    wrong = start(harness, url.replace("rtsp://", "rtsp://viewer:wrong-pw@"), **fast)
+    anonymous = start(harness, url, **fast)
+    good.wait_state("live", 30)
+    wrong.wait_state("reconnecting", 30)
+    anonymous.wait_state("reconnecting", 30)
+    assert wrong.source.last_error == "401 Unauthorized: wrong camera user or password"
+    assert anonymous.source.last_error.startswith("401 Unauthorized: the camera wants a user")
+    # The camera's answer: UDP would get the same one, so auto does not try it.
+    assert wrong.source.transport == "tcp"
+    st = wrong.source.status()
+    assert "wrong-pw" not in str(st) and st["url"].startswith("rtsp://viewer:***@")

@@ -2,8 +2,8 @@
 
 Call sites pass structured data as ``extra={"fields": {...}}``. Every line is redacted as it
 is written, whatever logger it comes from (uvicorn's included): the values of secrets the
-server knows, ``token=``-style query parameters, and the query string of request lines, which
-browsers use to carry tokens for ``<img>`` and WebSocket.
+server knows, ``token=``-style query parameters, passwords in URLs (``user:password@``), and the
+query string of request lines, which browsers use to carry tokens for ``<img>`` and WebSocket.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 _SECRET_PARAM = re.compile(
     r"(?i)([?&](?:token|access_token|api_key|apikey|key|password|secret)=)[^&\s\"'#]*"
 )
+# Camera URLs carry their password as user:password@ (FFmpeg quotes them in its messages).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
 # uvicorn's access and WebSocket lines: '"GET /path?query HTTP/1.1"', '"WebSocket /path?query"'
 _REQUEST_QUERY = re.compile(r'("(?:[A-Z]+|WebSocket) /[^?\s"]*)\?[^\s"]*')
 
@@ -41,6 +43,7 @@ class Redactor:
     def __call__(self, line: str) -> str:
         line = _REQUEST_QUERY.sub(r"\1?<redacted>", line)
         line = _SECRET_PARAM.sub(r"\1***", line)
+        line = _URL_PASSWORD.sub(r"\1***@", line)
         for secret in self.secrets:
             line = line.replace(secret, "***")
         return line

@@ -13,7 +13,7 @@ from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
 from vlm_monitor.services import Services
 from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
-from vlm_monitor.sources.url import parse_stream_source
+from vlm_monitor.sources.url import parse_stream_source, redact_url
 from vlm_monitor.storage.paths import opens_inside
 
 router = APIRouter()
@@ -122,7 +122,9 @@ async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
     if body.stream_name in services.streams:
         running = services.streams.get(body.stream_name).config.url
         if running != url:
-            raise HTTPException(409, f"stream {body.stream_name!r} already runs from {running}")
+            raise HTTPException(
+                409, f"stream {body.stream_name!r} already runs from {redact_url(running)}"
+            )
         if body.analyzers is not None:
             await set_analyzers(services, body.stream_name, body.analyzers)
         return {

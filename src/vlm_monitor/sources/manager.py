@@ -158,6 +158,7 @@ class StreamManager:
         if detail:
             status["subscriptions"] = [s.status() for s in self.hub.subscriptions(stream_id)]
             status["config"] = managed.config.model_dump(mode="json", by_alias=True)
+            status["config"]["url"] = redact_url(managed.config.url)
             if status["config"].get("whip_token"):
                 status["config"]["whip_token"] = "***"  # never shown back
         return status

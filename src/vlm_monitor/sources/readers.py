@@ -25,6 +25,8 @@ class RefusedInputError(ValueError):
 # Demuxers that open further inputs named inside the bytes they read (playlists, concat
 # lists, SDP session descriptions): a file or peer could name anything the server can reach.
 MULTI_INPUT_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf", "webm_dash_manifest"})
+# A playlist hands over whole segments at once: played in real time, like a file.
+PACED_FORMATS = frozenset({"hls"})
 DEFAULT_RATE = 25.0  # frames per second when a stream states none (FFmpeg's image default)
 MAX_RATE = 120.0  # no paced source plays faster, whatever its timestamps or rate claim
 _MAX_STEP = 10.0  # a timestamp jump longer than this (s) is a discontinuity, not a pause
@@ -82,24 +84,26 @@ def pyav_frames(
     pace: bool = False,
     loop: bool = False,
     display: Display | None = None,
+    allow: frozenset[str] = frozenset(),
 ) -> Iterator[Any]:
     """Yield ``av.VideoFrame`` objects from anything FFmpeg demuxes.
 
     ``pace`` plays a file in real time (see ``Pacer``); ``loop`` restarts it at the end.
     ``display`` learns the codec and turns pictures upright (their display rotation).
     Corrupt packets are counted through ``on_decode_error`` and skipped. Demuxers that open
-    further inputs are refused with ``RefusedInputError``.
+    further inputs are refused with ``RefusedInputError``, but for those in ``allow`` (whose
+    further inputs the ``protocol_whitelist`` option confines).
     """
     pacer: Pacer | None = None
     last_frame = time.monotonic()
     while not stop.is_set():
-        container = _open(url, options, (open_timeout, stall_timeout), on_decode_error)
+        container = _open(url, options, (open_timeout, stall_timeout), on_decode_error, allow)
         try:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = threads
             if display is not None:
                 display.opened(stream)
-            if pace and pacer is None:
+            if pacer is None and (pace or container.format.name in PACED_FORMATS):
                 pacer = Pacer(stop, nominal_rate(stream))
             while not stop.is_set():
                 for packet in container.demux(stream):
@@ -127,6 +131,8 @@ def pyav_frames(
                 except av.error.FFmpegError:
                     break  # raw elementary streams (.h264) cannot seek: open the file again
                 stream.codec_context.flush_buffers()
+        except av.error.ExitError:  # PyAV's read timeout: connected, but nothing comes
+            raise StallError(f"no data from the camera for {stall_timeout:.1f} s") from None
         finally:
             container.close()
 
@@ -136,19 +142,23 @@ def _open(
     options: dict[str, str],
     timeout: tuple[float, float],
     on_decode_error: Callable[[], None],
+    allow: frozenset[str],
 ) -> Any:
     try:
         container = av.open(url, options=options, timeout=timeout)
     except av.error.InvalidDataError:
         on_decode_error()
         raise
+    except av.error.ExitError:  # PyAV's open timeout: connected, but no stream to read
+        raise StallError(f"nothing readable from the camera within {timeout[0]:.1f} s") from None
     name = container.format.name
-    if name in MULTI_INPUT_FORMATS:
+    if name in MULTI_INPUT_FORMATS - allow:
         container.close()
         raise RefusedInputError(f"{name} input refused: it names other inputs to open")
     if not container.streams.video:
+        kinds = sorted({str(s.type) for s in container.streams}) or ["nothing"]
         container.close()
-        raise StallError(f"{url}: no video stream")
+        raise StallError(f"no video stream: the camera sends {' and '.join(kinds)} only")
     return container
 
 

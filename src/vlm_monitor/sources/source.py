@@ -14,13 +14,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.sources.display import Display
-from vlm_monitor.sources.readers import RefusedInputError, pyav_frames, synthetic_frames
+from vlm_monitor.sources.failures import describe
+from vlm_monitor.sources.readers import (
+    RefusedInputError,
+    StallError,
+    pyav_frames,
+    synthetic_frames,
+)
 from vlm_monitor.sources.url import SourceUrl, parse_stream_source, redact_url
 from vlm_monitor.types import Frame, StreamState
 from vlm_monitor.webrtc.inbox import WhipInbox
@@ -31,6 +38,11 @@ FrameSink = Callable[[Frame], None]
 StateSink = Callable[["Source"], None]
 _FPS_WINDOW_S = 2.0
 FAST_START = {"probesize": "65536", "analyzeduration": "200000"}  # bytes, microseconds
+# The camera's own answers (401, 404, 5xx): the same whichever RTSP transport asks.
+ANSWERS = (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError)
+# http(s):// is MJPEG or an HLS playlist, whose segments and keys come over these protocols
+# only: a playlist naming file: (or any other FFmpeg protocol) segments gets nothing.
+HTTP_OPTIONS = {"protocol_whitelist": "http,https,tcp,tls,crypto", "user_agent": "vlm-monitor"}
 
 
 class Source:
@@ -58,6 +70,8 @@ class Source:
         self.frames_in = 0
         self.decode_errors = 0
         self.reconnects = 0
+        self.format_changes = 0  # the picture's size or codec changed (a camera reconfigured)
+        self._format: tuple[int, int, str | None] | None = None
         self.width = 0  # displayed shape: after the display rotation
         self.height = 0
         self.display = Display()
@@ -94,6 +108,7 @@ class Source:
             "fps_in": self.fps_in,
             "decode_errors": self.decode_errors,
             "reconnects": self.reconnects,
+            "format_changes": self.format_changes,
             "last_frame_age_s": age,
             "width": self.width,
             "height": self.height,
@@ -146,6 +161,10 @@ class Source:
             self.transport = "tcp"
             options = {**self._live_options(), "protocol_whitelist": "tcp"}
             return self._listen_frames(options) if cfg.listen else self._ffmpeg(options)
+        if spec.scheme in ("http", "https"):
+            self.transport = spec.scheme
+            options = {**self._live_options(), **HTTP_OPTIONS}
+            return self._ffmpeg(options, allow=frozenset({"hls"}))
         return self._rtsp_frames()
 
     def _ffmpeg(
@@ -154,6 +173,7 @@ class Source:
         pace: bool = False,
         loop: bool = False,
         open_timeout: float | None = None,
+        allow: frozenset[str] = frozenset(),
     ) -> Iterator[Any]:
         cfg = self.config
         return pyav_frames(
@@ -167,6 +187,7 @@ class Source:
             pace=pace,
             loop=loop,
             display=self.display,
+            allow=allow,
         )
 
     def _live_options(self) -> dict[str, str]:
@@ -203,8 +224,8 @@ class Source:
                 first = next(frames)
             except StopIteration:
                 return
-            except (av.error.FFmpegError, OSError) as exc:
-                if i + 1 == len(transports):
+            except (av.error.FFmpegError, OSError, StallError) as exc:
+                if i + 1 == len(transports) or isinstance(exc, ANSWERS):
                     raise
                 log.info(
                     "rtsp transport failed, trying the next",
@@ -242,7 +263,7 @@ class Source:
                 self._set_state(StreamState.FAILED, str(exc))
                 return
             except Exception as exc:  # any failure of the peer or the bytes means: reconnect
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc, credentials=urlsplit(self.config.url).username is not None)
             if self._stop.is_set():
                 break
             failures += 1
@@ -260,6 +281,15 @@ class Source:
         now = time.time()
         self.frames_in += 1
         frame = Frame(self.id, self.frames_in, now, source)
+        fmt = (frame.width, frame.height, self.display.codec)
+        if fmt != self._format:
+            if self._format is not None:
+                self.format_changes += 1
+                log.info(
+                    "stream format changed",
+                    extra={"fields": {"stream": self.id, "was": self._format, "now": fmt}},
+                )
+            self._format = fmt
         self.width, self.height = frame.width, frame.height
         self.last_frame_at = now
         self._recent.append(time.monotonic())

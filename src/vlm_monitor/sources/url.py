@@ -1,4 +1,5 @@
-"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``file://path``, ``whip://`` (published here),
+"""Source URLs: ``rtsp://``, ``tcp://host:port``, ``http(s)://`` (MJPEG over HTTP, HLS),
+``file://path``, ``whip://`` (published here),
 ``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``.
 
 A URL names exactly one of these schemes, and its text never becomes an FFmpeg protocol or
@@ -6,7 +7,8 @@ option: FFmpeg reads ``proto:`` prefixes (``concat:``, ``subfile:``, ``pipe:`` .
 file name as protocols, ``?listen=1`` on a tcp:// URL as a socket option and bare words such
 as ``?udp`` or ``?http`` on an rtsp:// URL as transport switches. Everything a source may do
 beyond reading its one input comes from the stream's configuration (``transport``,
-``listen``), never from the URL.
+``listen``), never from the URL. The one input that names others is an HLS playlist over
+http(s)://, whose segments are read over HTTP(S) only (the source's protocol whitelist).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-SCHEMES = ("rtsp", "rtsps", "tcp", "file", "synthetic", "whip")
+SCHEMES = ("rtsp", "rtsps", "tcp", "http", "https", "file", "synthetic", "whip")
 # Query words FFmpeg's RTSP client takes as its own options (transport, HTTP tunnelling,
 # source filtering) or that name a listener in its option set; anything else in the query is
 # the camera's business and is passed on.
@@ -46,7 +48,7 @@ def parse_source_url(url: str) -> SourceUrl:
         raise ValueError(f"unsupported scheme {parts.scheme!r}: use one of {', '.join(SCHEMES)}")
     # FFmpeg looks protocols up case-sensitively: hand it the scheme as it knows it.
     canonical = scheme + url[len(parts.scheme) :]
-    if scheme in ("rtsp", "rtsps", "tcp"):
+    if scheme in ("rtsp", "rtsps", "tcp", "http", "https"):
         return _network_url(url, canonical, scheme)
     if scheme == "whip":  # published to this server over WebRTC (POST /whip/{stream id})
         return SourceUrl(scheme, url, params=_params(parts.query))
@@ -92,6 +94,8 @@ def _network_url(url: str, canonical: str, scheme: str) -> SourceUrl:
                 "listen: true on the stream"
             )
         return SourceUrl(scheme, canonical)
+    if scheme in ("http", "https"):  # FFmpeg's HTTP client sends the query to the camera
+        return SourceUrl(scheme, canonical, params=_params(parts.query))
     reserved = sorted(_query_words(url) & RTSP_RESERVED)
     if reserved:
         raise ValueError(
