@@ -34,6 +34,37 @@ def test_the_configuration_reference_is_current() -> None:
         )
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's id for a heading: lower case, punctuation but - and _ dropped, spaces -."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-")
+
+
+def prose(page: Path) -> str:
+    """A page without its code blocks (whose # lines are comments, not headings)."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.DOTALL | re.MULTILINE)
+
+
+def test_links_between_the_docs_lead_somewhere() -> None:
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in LINK.findall(prose(page)):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s)://, mailto: ...
+            path, _, fragment = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif fragment and file.suffix == ".md":
+                if fragment not in {anchor(h) for h in HEADING.findall(prose(file))}:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
 def app_routes(tmp_path: Path) -> list[tuple[str, str]]:
     """Every (method, path) the app serves, from the app itself ("WS" for WebSockets)."""
     app = create_app(build_config({"server": {"data_dir": str(tmp_path)}}))
