@@ -14,7 +14,8 @@ import websockets
 from vlm_monitor.testing import wait_until
 
 PAYLOAD_KEYS = {"session_id", "stream_name", "result", "video_timestamp"}
-EMOTION_KEYS = {"dominant_emotion", "face_detected", "confidence", "emotions"}
+# The original result fields, plus the face box in source pixels and normalised.
+EMOTION_KEYS = {"dominant_emotion", "face_detected", "confidence", "emotions", "box", "box_norm"}
 SEED_EVENTS = (
     "video_emotion_result",
     "rtsp_video_analysis",
