@@ -7,6 +7,7 @@ PKGS=(
   chromium                    # dashboard tests (Playwright drives /usr/bin/chromium)
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp   # a real RTSP server for tests
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+  gstreamer1.0-plugins-bad                                 # x265enc: the H.265 RTSP camera
   tesseract-ocr tesseract-ocr-eng                          # the OCR analyzer
   espeak-ng                                                # speech for the realtime VAD tests
   redis-server                                             # bus kind redis (multi-node tests)

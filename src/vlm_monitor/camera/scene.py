@@ -79,7 +79,8 @@ class FaceScene(SyntheticScene):
         face = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if face is None:
             raise RuntimeError("the packaged face.jpg cannot be decoded")
-        scale = 0.75 * height / face.shape[0]
+        # Three quarters of the height, or less in a narrow (portrait) picture.
+        scale = min(0.75 * height / face.shape[0], 0.9 * width / face.shape[1])
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         ycrcb = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
         self._face = face
