@@ -37,8 +37,11 @@ class _Model(BaseModel):
 
 
 class ServerConfig(_Model):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    host: str = Field(
+        "127.0.0.1",
+        description="address to listen on; 0.0.0.0 = every interface (set tokens first)",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 = any free port)")
     api_token: str | None = Field(
         None, min_length=8, description="required by every control endpoint once set"
     )
@@ -72,11 +75,13 @@ class ServerConfig(_Model):
         description="hosts or networks (CIDR) webhook nodes may post to even though they are "
         "private, loopback or link-local (those are refused unless listed)",
     )
-    data_dir: str = "./data"
+    data_dir: str = Field(
+        "./data", description="SQLite database (vlm-monitor.db) and clips/<stream>/ MP4s"
+    )
     media_dir: str = Field(
         "./media", description="file:// streams added over the API must be inside it"
     )
-    log_dir: str = "./logs"
+    log_dir: str = Field("./logs", description="JSON-lines logs, one file per command")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality for live view")
     mjpeg_fps: float = Field(15, gt=0, le=60, description="max frames/s per MJPEG viewer")
 
@@ -109,9 +114,9 @@ SizeText = Annotated[str, AfterValidator(_valid_size)]  # "WIDTHxHEIGHT"
 
 
 class ClipsConfig(_Model):
-    enabled: bool = True
-    clip_seconds: float = Field(10.0, gt=0, le=600)
-    frames_per_clip: int = Field(8, ge=1, le=64)
+    enabled: bool = Field(True, description="false keeps the settings but makes no clips")
+    clip_seconds: float = Field(10.0, gt=0, le=600, description="one clip every this many seconds")
+    frames_per_clip: int = Field(8, ge=1, le=64, description="frames sampled into each clip")
     input_fps: float = Field(5.0, gt=0, le=60, description="frames/s buffered for sampling")
     overlap_s: float = Field(0.0, ge=0, description="seconds the next clip re-uses")
     size: SizeText = Field(
@@ -119,9 +124,13 @@ class ClipsConfig(_Model):
         description="pixel budget of clip frames: the source's aspect ratio at about "
         "WIDTH*HEIGHT pixels, as analysis_size",
     )
-    sampling: Literal["time", "motion"] = "time"
+    sampling: Literal["time", "motion"] = Field(
+        "time", description="time: evenly spaced, no duplicates; motion: spread by scene change"
+    )
     provider: str | list[str] | None = Field(None, description="name(s); null = first provider")
-    strategy: Literal["fallback", "round_robin"] = "fallback"
+    strategy: Literal["fallback", "round_robin"] = Field(
+        "fallback", description="several providers: the next on failure, or take turns"
+    )
     prompt: str = Field(
         "Describe anything unusual in this video.",
         description="template: $stream $start $end $frames $motion",
@@ -136,11 +145,16 @@ class ClipsConfig(_Model):
     max_backlog: int = Field(100, ge=1, description="dispatch redis: jobs waiting, then refused")
     max_in_flight: int = Field(10, ge=1, le=100, description="clips waiting for the VLM")
     deadline_s: float = Field(120.0, gt=0, description="older clips are dropped as stale")
-    stale_policy: Literal["latest_wins", "drop_oldest"] = "drop_oldest"
+    stale_policy: Literal["latest_wins", "drop_oldest"] = Field(
+        "drop_oldest",
+        description="clips waiting for the VLM: drop stale ones, or skip to the newest",
+    )
     min_motion: float | None = Field(None, ge=0, description="gate: skip stiller clips")
     max_age_s: float = Field(3600.0, gt=0, description="clip file retention")
-    max_total_mb: float = Field(500.0, gt=0)
-    min_free_mb: float = Field(200.0, ge=0)
+    max_total_mb: float = Field(500.0, gt=0, description="clip files kept per stream, MB")
+    min_free_mb: float = Field(
+        200.0, ge=0, description="less free disk than this pauses clip writing, MB"
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -154,9 +168,11 @@ class ClipsConfig(_Model):
 class AnalyzerConfig(_Model):
     """``emotion`` or ``{name: emotion, fps: 5, params: {smoothing: 0.5}}``."""
 
-    name: AnalyzerName
+    name: AnalyzerName = Field(description="which analyzer")
     fps: float | None = Field(None, gt=0, le=60, description="frames/s analysed; null = default")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the analyzer's parameters (see Analyzer parameters)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -185,8 +201,10 @@ def _unique_analyzers(analyzers: list[AnalyzerConfig]) -> list[AnalyzerConfig]:
 
 
 class StreamConfig(_Model):
-    id: str = Field(pattern=STREAM_ID_PATTERN)
-    url: str
+    id: str = Field(
+        pattern=STREAM_ID_PATTERN, description="the stream's name in the API and events"
+    )
+    url: str = Field(description="rtsp:// rtsps:// tcp:// http(s):// file:// synthetic:// whip://")
     transport: Literal["tcp", "udp", "auto"] = Field(
         "auto", description="RTSP transport; auto tries TCP, then UDP"
     )
@@ -204,7 +222,7 @@ class StreamConfig(_Model):
         "the budget is analysed at its own size; null = native",
     )
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
-    open_timeout_s: float = Field(5.0, gt=0)
+    open_timeout_s: float = Field(5.0, gt=0, description="connecting may take this long, seconds")
     decode_threads: int = Field(1, ge=0, le=16, description="0 = FFmpeg decides")
     fast_start: bool = Field(
         True,
@@ -212,14 +230,16 @@ class StreamConfig(_Model):
         "(first frame ~0.35 s instead of ~1.4 s, no start-up burst); off for streams whose "
         "parameters show up late",
     )
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="back-off between connection attempts"
+    )
     analyzers: list[AnalyzerConfig] = Field(
         default_factory=list, description="names or {name, fps, params}"
     )
     whip_token: str | None = Field(
         None, min_length=8, description="whip:// streams: Bearer token a publisher must send"
     )
-    clips: ClipsConfig | None = None
+    clips: ClipsConfig | None = Field(None, description="clips for a VLM; null = none")
 
     _analyzers_unique = field_validator("analyzers")(_unique_analyzers)
 
@@ -240,22 +260,28 @@ class StreamConfig(_Model):
 
 
 class VlmProviderConfig(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    kind: Literal["openai", "dashscope", "local"]
-    base_url: str | None = None
-    model: str | None = None
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="what clips.provider and flow nodes call it"
+    )
+    kind: Literal["openai", "dashscope", "local"] = Field(
+        description="openai: any /chat/completions server; dashscope: native API; local: offline"
+    )
+    base_url: str | None = Field(None, description="openai: e.g. http://HOST/v1 (required)")
+    model: str | None = Field(None, description="model name (required for openai, dashscope)")
     api_key_env: str | None = Field(None, description="environment variable holding the key")
     mode: Literal["images", "video", "grid"] = Field(
         "images", description="frames as image parts, one video part, or one image grid"
     )
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="one call, seconds")
     retries: int = Field(2, ge=0, le=10, description="retries on 429/5xx/timeouts")
-    concurrency: int = Field(2, ge=1, le=64)
+    concurrency: int = Field(2, ge=1, le=64, description="calls in flight at once")
     calls_per_minute: int | None = Field(None, ge=1, description="budget; null = unlimited")
     breaker_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
-    breaker_reset_s: float = Field(30.0, gt=0)
-    max_tokens: int = Field(512, ge=1)
-    jpeg_quality: int = Field(80, ge=10, le=100)
+    breaker_reset_s: float = Field(
+        30.0, gt=0, description="an open circuit tries again after this many seconds"
+    )
+    max_tokens: int = Field(512, ge=1, description="longest answer, tokens")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="frames sent as JPEG at this quality")
 
     @model_validator(mode="after")
     def _needs(self) -> VlmProviderConfig:
@@ -267,11 +293,13 @@ class VlmProviderConfig(_Model):
 
 
 class VlmConfig(_Model):
-    providers: list[VlmProviderConfig] = Field(default_factory=list)
+    providers: list[VlmProviderConfig] = Field(
+        default_factory=list, description="vision-language models clips and flows may call"
+    )
 
 
 class AnalysisConfig(_Model):
-    """Local analyzers and seed 003's consumer behaviour."""
+    """Local analyzers, and how the exam-proctoring calls (``POST /api/rtsp/start``) behave."""
 
     threads: int = Field(0, ge=0, le=64, description="analyzer worker threads; 0 = CPU count")
     keep_results: int = Field(
@@ -336,11 +364,15 @@ REALTIME_DEFAULTS = {
 
 
 class RealtimeProviderConfig(_Model):
-    kind: Literal["dashscope", "openai"]
+    kind: Literal["dashscope", "openai"] = Field(
+        description="dashscope: Qwen-Omni realtime; openai: OpenAI Realtime"
+    )
     url: str | None = Field(None, description="default: the provider's public endpoint")
-    model: str | None = None
-    api_key_env: str | None = None
-    voice: str | None = None
+    model: str | None = Field(None, description="default: the provider's realtime model")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the key; default per kind"
+    )
+    voice: str | None = Field(None, description="the model's voice; default: the provider's")
 
     @model_validator(mode="after")
     def _defaults(self) -> RealtimeProviderConfig:
@@ -354,9 +386,11 @@ class RealtimeProviderConfig(_Model):
 
 
 class VadConfig(_Model):
-    threshold: float = Field(0.5, gt=0.15, lt=1)
-    min_speech_ms: int = Field(200, ge=32, le=5000)
-    min_silence_ms: int = Field(500, ge=32, le=10000)
+    threshold: float = Field(
+        0.5, gt=0.15, lt=1, description="speech probability that starts speech (ends: 0.15 less)"
+    )
+    min_speech_ms: int = Field(200, ge=32, le=5000, description="speech this long is a turn")
+    min_silence_ms: int = Field(500, ge=32, le=10000, description="silence this long ends the turn")
 
 
 class RealtimeConfig(_Model):
@@ -366,22 +400,27 @@ class RealtimeConfig(_Model):
         default_factory=lambda: [
             RealtimeProviderConfig(kind="dashscope"),
             RealtimeProviderConfig(kind="openai"),
-        ]
+        ],
+        description="tried in order: the first whose API key is set is used",
     )
-    instructions: str | None = Field(None, max_length=20000)
+    instructions: str | None = Field(None, max_length=20000, description="system prompt")
     video_fps: float = Field(2.0, gt=0, le=15, description="frames/s forwarded to the model")
     max_frame_bytes: int = Field(2_000_000, ge=10_000, description="one decoded JPEG")
     max_audio_ms: int = Field(1000, ge=32, le=10000, description="audio in one message")
-    max_message_bytes: int = Field(4_000_000, ge=10_000)
+    max_message_bytes: int = Field(
+        4_000_000, ge=10_000, description="one WebSocket message; larger: message_too_large"
+    )
     max_messages_per_s: float = Field(
         200, gt=0, le=10_000, description="per session; more get a rate_limited error"
     )
     max_bytes_per_s: int = Field(
         4_000_000, ge=10_000, description="per session, averaged over 1 s; more are refused"
     )
-    max_sessions: int = Field(100, ge=1, le=10000)
+    max_sessions: int = Field(
+        100, ge=1, le=10000, description="open at once; more: too_many_sessions"
+    )
     preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept from before speech")
-    vad: VadConfig = Field(default_factory=VadConfig)
+    vad: VadConfig = Field(default_factory=VadConfig, description="server-side voice activity")
 
 
 class WebRtcConfig(_Model):
@@ -402,23 +441,33 @@ class WebRtcConfig(_Model):
     publisher_timeout_s: float = Field(
         10.0, gt=0, le=600, description="a publisher sending nothing this long is dropped"
     )
-    max_offer_bytes: int = Field(65536, ge=1024)
+    max_offer_bytes: int = Field(65536, ge=1024, description="larger SDP offers get 413")
 
 
 class BusConfig(_Model):
     """``local``: one process (the default). ``redis``: events and Socket.IO reach every
     node sharing the Redis server."""
 
-    kind: Literal["local", "redis"] = "local"
-    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
-    channel: str = Field("vlm-monitor", pattern=r"^[A-Za-z0-9:_.-]{1,100}$")
+    kind: Literal["local", "redis"] = Field(
+        "local", description="redis: several nodes share events"
+    )
+    url: str = Field(
+        "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="the Redis server"
+    )
+    channel: str = Field(
+        "vlm-monitor",
+        pattern=r"^[A-Za-z0-9:_.-]{1,100}$",
+        description="prefix of every Redis key and channel; nodes and workers must agree",
+    )
     node_id: str | None = Field(None, max_length=100, description="default: host:port")
 
 
 class WorkerConfig(_Model):
-    """Seed 000's ``stream.tcp`` options for the out-of-process inference worker."""
+    """The original system's ``stream.tcp`` options for the out-of-process inference worker."""
 
-    use_backend_client: bool = True
+    use_backend_client: bool = Field(
+        True, description="workers read frames through the backend (false is refused)"
+    )
 
     @field_validator("use_backend_client")
     @classmethod
@@ -432,20 +481,30 @@ class WorkerConfig(_Model):
             )
         return value
 
-    backend_url: str = "http://127.0.0.1:8080"
-    frame_rate: float = Field(5, gt=0, le=120)
+    backend_url: str = Field("http://127.0.0.1:8080", description="the backend a worker reads from")
+    frame_rate: float = Field(5, gt=0, le=120, description="frames/s a worker asks for")
 
 
 class Config(_Model):
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    vlm: VlmConfig = Field(default_factory=VlmConfig)
-    streams: list[StreamConfig] = Field(default_factory=list)
-    flows: list[dict[str, Any]] = Field(default_factory=list)
-    worker: WorkerConfig = Field(default_factory=WorkerConfig)
-    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
-    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
-    webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
-    bus: BusConfig = Field(default_factory=BusConfig)
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="listening, tokens, limits, directories"
+    )
+    vlm: VlmConfig = Field(default_factory=VlmConfig, description="vision-language models")
+    streams: list[StreamConfig] = Field(default_factory=list, description="the video sources")
+    flows: list[dict[str, Any]] = Field(
+        default_factory=list, description="flow definitions, as the body of POST /api/flows"
+    )
+    worker: WorkerConfig = Field(
+        default_factory=WorkerConfig, description="the original stream.tcp form's worker options"
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=AnalysisConfig, description="local analyzers and the exam-proctoring calls"
+    )
+    realtime: RealtimeConfig = Field(
+        default_factory=RealtimeConfig, description="realtime video chat (/ws/video)"
+    )
+    webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig, description="WHIP ingest")
+    bus: BusConfig = Field(default_factory=BusConfig, description="events across nodes")
 
     def secrets(self) -> tuple[str, ...]:
         """Every token and API key this configuration holds or names: never to be logged."""
@@ -459,7 +518,7 @@ class Config(_Model):
     @model_validator(mode="before")
     @classmethod
     def _seed000_stream(cls, data: Any) -> Any:
-        """Accept seed 000's ``{"stream": {"type": "tcp", "tcp": {...}}}`` form."""
+        """Accept the original system's ``{"stream": {"type": "tcp", "tcp": {...}}}`` form."""
         if not isinstance(data, dict) or "stream" not in data:
             return data
         data = dict(data)
