@@ -6,8 +6,8 @@ Measures, in one run and on the same inputs (H.264 over TCP, fed by `ffmpeg -re 
   mjpeg       backend CPU with 16 MJPEG viewers vs 1
   glass       camera capture -> MJPEG client and -> push-channel client latency (timestamp strip)
   capacity    how many 720p15 streams one backend ingests without drops (16..64)
-  naive       the same consumers through seed 003's design (one cv2.VideoCapture per consumer,
-              cv2.imencode per viewer) vs ours
+  naive       the same consumers through the exam-proctoring consumer's original design (one
+              cv2.VideoCapture per consumer, cv2.imencode per viewer) vs ours
 Run: .venv/bin/python bench/ingest.py [--quick]
 """
 

@@ -1,4 +1,5 @@
-"""Analyzers at runtime through the API, seed 003's consumer endpoints, sessions, metrics."""
+"""Analyzers at runtime through the API, the exam-proctoring consumer's endpoints, sessions,
+metrics."""
 
 from __future__ import annotations
 

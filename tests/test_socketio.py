@@ -1,4 +1,4 @@
-"""Seed 003's Socket.IO channel from live streams, with real python-socketio clients."""
+"""The exam-proctoring Socket.IO channel from live streams, with real python-socketio clients."""
 
 from __future__ import annotations
 

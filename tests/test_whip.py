@@ -96,7 +96,7 @@ def test_publish_goes_live_runs_analyzers_and_delete_stops(server, loopback_ice)
             status = await live()
             assert status["transport"] == "webrtc" and status["width"] == 640
             assert status["publisher"]["frames"] > 0
-            assert status["session"]["session_id"] == "1:2"  # seed 003's mapping by name
+            assert status["session"]["session_id"] == "1:2"  # the exam-proctoring mapping by name
             # A hub subscriber gets the published pictures: the strip survives VP8.
             jpeg = await c.get("/internal/video/latest-frame", params={"stream": "exam-1-user-2"})
             assert jpeg.status_code == 200

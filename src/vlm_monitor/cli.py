@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--bpm", type=float, default=72.0, help="the face scene's heart rate")
 
     worker = sub.add_parser("worker", help="separate inference service, frames via the backend")
-    worker.add_argument("--config", help="take backend_url/frame_rate (seed 000's stream.tcp)")
+    worker.add_argument(
+        "--config", help="the stream's analyzers/clips, backend_url/frame_rate (or stream.tcp form)"
+    )
     worker.add_argument("--backend-url", help="default: config, else http://127.0.0.1:8080")
     worker.add_argument("--stream", help="default: the config's first stream")
     worker.add_argument("--frame-rate", type=float, help="frames/s; default: config, else 5")

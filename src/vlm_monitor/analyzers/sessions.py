@@ -1,5 +1,6 @@
-"""Seed 003's stream -> session mapping: a manual binding wins; otherwise the stream name is
-matched against a pattern such as ``exam-2041-user-7``; otherwise there is no session."""
+"""The exam-proctoring stream -> session mapping: a manual binding wins; otherwise the stream
+name is matched against a pattern such as ``exam-2041-user-7``; otherwise there is no
+session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Analyzers at runtime, their stored results, and seed 003's stream -> session bindings."""
+"""Analyzers at runtime, their stored results, and the exam-proctoring stream -> session
+bindings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/internal/video/*``: how out-of-process workers get frames (seed 000), only from here."""
+"""``/internal/video/*``: how out-of-process workers get frames, only from here: the camera
+keeps its one connection, to the backend."""
 
 from __future__ import annotations
 

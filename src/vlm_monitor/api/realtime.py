@@ -1,4 +1,5 @@
-"""``WS /ws/video[?source=<whip stream>]`` (seed 004's realtime session) and ``/chat``."""
+"""``WS /ws/video[?source=<whip stream>]`` (the original chat service's realtime session) and
+``/chat``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/api/streams`` CRUD and seed 003's ``/api/rtsp/*`` aliases."""
+"""``/api/streams`` CRUD and the exam-proctoring consumer's ``/api/rtsp/*`` calls."""
 
 from __future__ import annotations
 
@@ -97,8 +97,9 @@ class RtspStop(BaseModel):
 
 @router.post("/api/rtsp/start")
 async def rtsp_start(body: RtspStart, services: ServicesDep) -> dict[str, Any]:
-    """Starts consuming a stream with its analyzers (seed 003). Idempotent: starting a stream
-    that already runs from the same URL is a success (and applies ``analyzers`` if given)."""
+    """Starts consuming a stream with its analyzers, as the exam-proctoring backend asks.
+    Idempotent: starting a stream that already runs from the same URL is a success (and
+    applies ``analyzers`` if given)."""
     analyzers = body.analyzers
     if analyzers is None:
         analyzers = services.config.analysis.rtsp_default_analyzers

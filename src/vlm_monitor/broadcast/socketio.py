@@ -1,8 +1,8 @@
-"""Seed 003's Socket.IO channel, fed from the event bus.
+"""The exam-proctoring frontend's Socket.IO channel, fed from the event bus.
 
 Analyzer results are emitted on the event loop by one bus listener, so there is nothing to
-make "safe" about emitting from worker threads (seed 003's ``_safe_emit``): workers never
-emit. Per result, in both namespaces ``/`` and ``/monitor``: the main event (e.g.
+make "safe" about emitting from worker threads (the original consumer's ``_safe_emit``):
+workers never emit. Per result, in both namespaces ``/`` and ``/monitor``: the main event (e.g.
 ``video_emotion_result``), its alternate name (``rtsp_video_analysis``), and the room event
 (``student.emotion``) to the room named after the stream. Clients join a room with the
 ``join`` event (``{"stream_name": ...}``) or ``?stream_name=`` when connecting.
@@ -38,7 +38,7 @@ EVENT_NAMES = {
 
 
 def seed_payload(doc: dict[str, Any]) -> dict[str, Any]:
-    """Exactly seed 003's payload."""
+    """Exactly the payload the exam-proctoring frontend already reads."""
     return {
         "session_id": doc.get("session_id"),
         "stream_name": doc["stream"],

@@ -1,4 +1,5 @@
-"""The test camera: MPEG-TS/H.264 of the synthetic scene over TCP (seed 000's tcp_video_service).
+"""The test camera: MPEG-TS/H.264 of the synthetic scene over TCP, like the original system's
+tcp_video_service.
 
 One encoder thread renders and encodes each frame once; its output is cut per packet and fanned
 out to every client. A client that joins mid-stream starts at the next key frame, which the

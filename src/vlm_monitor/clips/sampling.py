@@ -37,8 +37,9 @@ def _pick_nearest_unique(times: list[float], targets: list[float]) -> list[int]:
 
 
 class TimeSampling:
-    """Seed 001's time-based sampling, fixed: evenly spaced target times over the span
-    (both ends included), each mapped to the nearest frame not already taken."""
+    """The original clip processor's time-based sampling, without its duplicate frames: evenly
+    spaced target times over the span (both ends included), each mapped to the nearest frame
+    not already taken."""
 
     name = "time"
 

@@ -1,6 +1,6 @@
 """Runs one flow run as a DAG: every node whose inputs are ready starts at once, as its own
-asyncio task, so independent branches overlap (seed 002 section 2.3's serial executor is the
-bug this replaces). Per node: timeout, retries, and an error policy:
+asyncio task, so independent branches overlap (the original flow backend ran them one after
+another, however independent). Per node: timeout, retries, and an error policy:
 
 - ``fail_run``: the run fails; nodes still running are cancelled, the rest are skipped;
 - ``skip_branch``: the node's descendants are skipped; other branches go on;

@@ -1,4 +1,5 @@
-"""StreamHub (seed 000's InternalVideoDistributor): per-stream fan-out of shared frames."""
+"""StreamHub (the original system's InternalVideoDistributor): per-stream fan-out of shared
+frames."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Seed 004's ``/ws/video`` client messages, validated. Every problem is a ProtocolError with
-a code the browser can act on; the session answers it with an ``error`` event and goes on."""
+"""The ``/ws/video`` client messages of the original chat service's protocol, validated. Every
+problem is a ProtocolError with a code the browser can act on; the session answers it with an
+``error`` event and goes on."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def _data_url_payload(kind: str, url: str) -> str:
 
 
 def normalise_frame(jpeg: bytes) -> bytes:
-    """Decoded, shrunk to <= 720p, JPEG quality 70 (seed 004). Blocking: call in a thread."""
+    """Decoded, shrunk to <= 720p, JPEG quality 70, as the original chat service sent them to
+    the model. Blocking: call in a thread."""
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ProtocolError("bad_image", "video: the JPEG cannot be decoded")

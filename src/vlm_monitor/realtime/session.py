@@ -1,5 +1,5 @@
 """One ``/ws/video`` session: the browser's audio and frames in, VAD, the omni model, and its
-answer streamed back (seed 004, message for message).
+answer streamed back (the original chat service's protocol, message for message).
 
 - Audio is validated, run through the session's VAD (in a thread) and, while the user speaks
   (plus ``preroll_ms`` from just before), forwarded to the provider. At speech end the turn

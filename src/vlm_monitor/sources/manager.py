@@ -46,7 +46,8 @@ class ManagedStream:
 
 
 class StreamManager:
-    """Mutations are serialised by one asyncio lock (seed 002 section 2.4); reads are
+    """Mutations are serialised by one asyncio lock (the original backend's unlocked registry
+    of running work, changed from several threads, is the bug this avoids); reads are
     lock-free snapshots. A removed stream's subscribers end at once; its decoding thread is
     stopped off the event loop."""
 

@@ -28,7 +28,7 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, analyzer TEXT NOT NULL,
         video_timestamp REAL NOT NULL, session_id TEXT, doc TEXT NOT NULL);
        CREATE INDEX analyses_by_stream ON analyses (stream, analyzer, id DESC)""",
-    # 4: manual stream -> session bindings (seed 003)
+    # 4: manual stream -> session bindings (the exam-proctoring PUT /api/sessions)
     """CREATE TABLE sessions (
         stream TEXT PRIMARY KEY, session_id TEXT NOT NULL, student_id TEXT,
         created_at REAL NOT NULL)""",

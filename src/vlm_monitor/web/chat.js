@@ -1,4 +1,4 @@
-// Realtime video chat (seed 004): camera frames at the server's rate, 16 kHz PCM from the
+// Realtime video chat over /ws/video: camera frames at the server's rate, 16 kHz PCM from the
 // microphone, the model's text and audio streamed back. No build step, no CDN.
 "use strict";
 
@@ -28,7 +28,7 @@ function connect() {
   ws.onclose = () => {
     setConn("disconnected", "closed");
     $("start").disabled = true;
-    if (state.wanted) { // auto-reconnect with back-off (seed 004 best practice)
+    if (state.wanted) { // come back by itself, backing off so a down server is not hammered
       setTimeout(connect, state.retry);
       state.retry = Math.min(state.retry * 2, 10000);
     }
@@ -134,7 +134,8 @@ function stopStreaming() {
 $("connect").addEventListener("click", () => (state.wanted ? disconnect() : connect()));
 $("start").addEventListener("click", startStreaming);
 $("stop").addEventListener("click", stopStreaming);
-window.addEventListener("pagehide", disconnect); // clean-up on page close (seed 004)
+// A closed page must not leave its session (and the model's connection) open on the server.
+window.addEventListener("pagehide", disconnect);
 
 // /ws/video needs the API token: find out now rather than at the first failed connect.
 fetch("/api/config").then((resp) => {

@@ -1,4 +1,5 @@
-"""BackendVideoClient (seed 000): an inference service gets frames only through the backend."""
+"""BackendVideoClient, as the original system named it: an inference service gets frames only
+through the backend, never from the camera, which accepts one connection."""
 
 from __future__ import annotations
 
