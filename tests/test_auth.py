@@ -218,14 +218,16 @@ def test_limits_answer_413_and_429(server, tmp_path) -> None:
             assert a.status_code == 200 and b.status_code == 200
             r = c.get("/api/streams/cam/mjpeg")
             assert r.status_code == 429 and "open connections" in r.json()["error"]
+        # The server may see a retry before it notices the closed view: those are refused too.
+        seen: list[int] = []
         wait_until(
-            lambda: _stream_status(c, "/api/streams/cam/mjpeg") == 200,
+            lambda: seen.append(_stream_status(c, "/api/streams/cam/mjpeg")) or seen[-1] == 200,
             10,
             what="a slot freed",
         )
         metrics = c.get("/metrics").text
     assert 'vlm_http_refused_total{status="413"} 2.0' in metrics
-    assert 'vlm_http_refused_total{status="429"} 1.0' in metrics
+    assert f'vlm_http_refused_total{{status="429"}} {1.0 + seen.count(429)}' in metrics
 
 
 def _stream_status(c: httpx.Client, path: str) -> int:

@@ -32,7 +32,7 @@ def tesseract_path() -> str:
     path = shutil.which("tesseract")
     if path is None:
         raise OcrUnavailableError(
-            "the ocr analyzer needs Tesseract: apt install tesseract-ocr (make test/demo do this)"
+            "the ocr analyzer needs Tesseract: apt install tesseract-ocr (make test installs it)"
         )
     return path
 

@@ -191,8 +191,8 @@ class Guard:
         return 401, "wrong token"
 
     def _check_host(self, scope: Scope) -> tuple[int, str] | None:
-        # Liveness probes address the server by IP whatever its names; /health tells nothing.
-        if self.hosts is None or scope["path"] == "/health":
+        # Probes address the server by IP whatever its names; the health routes tell little.
+        if self.hosts is None or scope["path"] in ("/health", "/health/ready"):
             return None
         host = dict(scope.get("headers", ())).get(b"host")
         if host is None:

@@ -1,5 +1,5 @@
-"""Server-side voice activity detection with Silero VAD (the ONNX model shipped in the
-``silero-vad`` package's data, installed with ``--no-deps`` and never imported).
+"""Server-side voice activity detection with Silero VAD (the ONNX model taken from the
+``silero-vad`` package and shipped in this package's ``models/``).
 
 The model takes 512 new samples at 16 kHz with the previous call's last 64 samples in front
 (576 in all) and a recurrent state (2, 1, 128); without that context it scores speech near
