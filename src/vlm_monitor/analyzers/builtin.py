@@ -1,5 +1,6 @@
-"""The built-in analyzers. A new analyzer is a subclass here (or anywhere) plus one entry
-in ANALYZERS and its parameters in ``params.py``."""
+"""The built-in analyzers. A new analyzer is a subclass here (or anywhere imported with this
+module) decorated with ``@ANALYZERS.register("name")``, and its parameters registered under
+the same name in ``params.py``."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ from vlm_monitor.analyzers.params import (
 )
 from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
 from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.registry import Registry
 from vlm_monitor.types import Frame
 
+ANALYZERS: Registry[type[Analyzer]] = Registry("analyzer")
 
+
+@ANALYZERS.register("emotion")
 class EmotionAnalyzer(Analyzer):
     """The ``video_emotion_result``: ``dominant_emotion, face_detected, confidence,
     emotions{7}, box, box_norm`` (the face), optionally smoothed over time (exponential
@@ -59,6 +64,7 @@ class EmotionAnalyzer(Analyzer):
         return result
 
 
+@ANALYZERS.register("heart_rate")
 class HeartRateAnalyzer(Analyzer):
     """Camera heart rate (rPPG) on the tracked face's skin: a reading every ``update_s`` over
     a ``window_s`` sliding window; ``bpm`` is null with a ``reason`` when it cannot be
@@ -100,6 +106,7 @@ class HeartRateAnalyzer(Analyzer):
         }
 
 
+@ANALYZERS.register("motion")
 class MotionAnalyzer(Analyzer):
     """Motion level and boxes; reports when motion starts or stops (after ``hold_s`` of
     stillness, so a flicker is one incident), and every ``report_every_s`` while it goes on.
@@ -133,6 +140,7 @@ class MotionAnalyzer(Analyzer):
         return None
 
 
+@ANALYZERS.register("ocr")
 class OcrAnalyzer(Analyzer):
     """Text in the frame (or a region of it, in displayed source pixels), with per-word
     confidence and boxes."""
@@ -156,11 +164,6 @@ class OcrAnalyzer(Analyzer):
             timeout_s=p.timeout_s,
             min_confidence=p.min_confidence,
         )
-
-
-ANALYZERS: dict[str, type[Analyzer]] = {
-    cls.name: cls for cls in (EmotionAnalyzer, HeartRateAnalyzer, MotionAnalyzer, OcrAnalyzer)
-}
 
 
 def build_analyzers(

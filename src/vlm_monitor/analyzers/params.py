@@ -1,41 +1,58 @@
-"""Each analyzer's parameters, validated where the configuration is (no heavy imports here)."""
+"""Each analyzer's parameters, validated where the configuration is (no heavy imports here).
+
+An analyzer is registered twice under one name, the same way: its parameters here
+(``@PARAMS.register``), which the configuration reads, and its class in ``builtin.py``
+(``@ANALYZERS.register``), which needs OpenCV and the models; plus its name in
+``AnalyzerName``, the enumeration the API schema shows."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlm_monitor.registry import Registry
 
-class _Params(BaseModel):
+
+class AnalyzerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_fps: ClassVar[float] = 5.0  # frames/s the analyzer gets unless ``fps`` says
 
 
-class FaceParams(_Params):
+PARAMS: Registry[type[AnalyzerParams]] = Registry("analyzer")
+
+
+class FaceParams(AnalyzerParams):
     detect_every_s: float = Field(1.0, gt=0, le=10, description="face re-detection period")
 
 
-class EmotionParams(FaceParams):
-    smoothing: float = Field(
-        0.5, ge=0, lt=1, description="weight of the previous scores (0 = no smoothing)"
-    )
-
-
-class HeartRateParams(FaceParams):
-    method: Literal["pos", "chrom"] = "pos"
-    window_s: float = Field(10.0, ge=4, le=60)
-    update_s: float = Field(1.0, gt=0, le=10)
-    min_snr_db: float = Field(-3.0, ge=-20, le=20, description="below: bpm null, weak signal")
-
-
-class MotionParams(_Params):
+@PARAMS.register("motion")
+class MotionParams(AnalyzerParams):
     threshold: int = Field(25, ge=1, le=255, description="grey-level change that counts")
     min_level: float = Field(0.01, ge=0, le=1, description="changed fraction that is motion")
     report_every_s: float = Field(1.0, gt=0, description="result period while moving")
     hold_s: float = Field(1.0, ge=0, description="still this long before motion counts as over")
 
 
-class OcrParams(_Params):
+@PARAMS.register("emotion")
+class EmotionParams(FaceParams):
+    smoothing: float = Field(
+        0.5, ge=0, lt=1, description="weight of the previous scores (0 = no smoothing)"
+    )
+
+
+@PARAMS.register("heart_rate")
+class HeartRateParams(FaceParams):
+    default_fps: ClassVar[float] = 15.0
+    method: Literal["pos", "chrom"] = "pos"
+    window_s: float = Field(10.0, ge=4, le=60)
+    update_s: float = Field(1.0, gt=0, le=10)
+    min_snr_db: float = Field(-3.0, ge=-20, le=20, description="below: bpm null, weak signal")
+
+
+@PARAMS.register("ocr")
+class OcrParams(AnalyzerParams):
+    default_fps: ClassVar[float] = 0.5
     roi: tuple[int, int, int, int] | None = Field(
         None, description="x, y, width, height in displayed source pixels; null = whole frame"
     )
@@ -45,11 +62,5 @@ class OcrParams(_Params):
     timeout_s: float = Field(10.0, gt=0, le=60)
 
 
-PARAMS: dict[str, type[_Params]] = {
-    "motion": MotionParams,
-    "emotion": EmotionParams,
-    "heart_rate": HeartRateParams,
-    "ocr": OcrParams,
-}
-DEFAULT_FPS = {"motion": 5.0, "emotion": 5.0, "heart_rate": 15.0, "ocr": 0.5}
+DEFAULT_FPS = {name: params.default_fps for name, params in PARAMS.items()}
 AnalyzerName = Literal["motion", "emotion", "heart_rate", "ocr"]

@@ -103,11 +103,11 @@ def build_graph(flow: FlowDefinition) -> Graph:
             errors.append(f"node {spec.id!r}: duplicate id")
             continue
         seen.add(spec.id)
-        cls = NODE_TYPES.get(spec.type)
-        if cls is None:
-            known = ", ".join(sorted(NODE_TYPES))
+        if spec.type not in NODE_TYPES:
+            known = ", ".join(NODE_TYPES.names())
             errors.append(f"node {spec.id!r}: unknown type {spec.type!r} (known: {known})")
             continue
+        cls = NODE_TYPES.get(spec.type)
         try:
             params = cls.ParamsModel.model_validate(spec.params)
         except ValidationError as exc:

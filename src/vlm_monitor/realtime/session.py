@@ -39,13 +39,12 @@ from vlm_monitor.realtime.protocol import (
     normalise_frame,
     parse,
 )
+from vlm_monitor.realtime.providers import REALTIME_KINDS
 from vlm_monitor.realtime.providers.base import (
     ProviderUnavailable,
     RealtimeProvider,
     UpstreamEvent,
 )
-from vlm_monitor.realtime.providers.dashscope import DashScopeRealtime
-from vlm_monitor.realtime.providers.openai import OpenAIRealtime
 from vlm_monitor.realtime.vad import SAMPLE_RATE, Vad
 from vlm_monitor.webrtc.inbox import WhipInbox
 
@@ -56,10 +55,6 @@ VAD_BACKLOG_CHUNKS = 64  # audio messages waiting for the VAD; more means overlo
 PREROLL_SLACK_MS = 2000
 # VAD runs on at most one thread per core: more would only make the ONNX calls contend.
 VAD_POOL = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="vad")
-KINDS: dict[str, type[RealtimeProvider]] = {
-    "dashscope": DashScopeRealtime,
-    "openai": OpenAIRealtime,
-}
 
 
 @dataclass(frozen=True)
@@ -113,7 +108,7 @@ class RealtimeSession:
         self.provider_error = "no realtime provider configured (" + "; ".join(reasons) + ")"
 
     def _build(self, cfg: RealtimeProviderConfig) -> RealtimeProvider:
-        return KINDS[cfg.kind](
+        return REALTIME_KINDS.get(cfg.kind)(
             cfg.url or "", cfg.model or "", cfg.api_key_env or "", cfg.voice,
             self.config.instructions, self._on_upstream,
         )  # fmt: skip

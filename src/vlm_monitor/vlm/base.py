@@ -4,11 +4,15 @@ processor's inference threads, so ``analyze`` is synchronous and may block."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
+from vlm_monitor.config import VlmProviderConfig
+from vlm_monitor.registry import Registry
 
 
 @dataclass
@@ -47,6 +51,11 @@ class Provider(Protocol):
     def analyze(self, request: VlmRequest) -> VlmAnswer: ...
 
     def close(self) -> None: ...
+
+
+# Provider kinds by ``kind``: a new one is a class decorated with
+# ``@PROVIDER_KINDS.register("kind")``, imported by ``vlm/registry.py``.
+PROVIDER_KINDS: Registry[Callable[[VlmProviderConfig], Provider]] = Registry("VLM provider kind")
 
 
 def jpeg_data_url(image: np.ndarray, quality: int = 80) -> str:

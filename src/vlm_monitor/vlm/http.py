@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 
 from vlm_monitor.config import VlmProviderConfig
-from vlm_monitor.vlm.base import ProviderError, VlmAnswer, VlmRequest, image_grid, jpeg_data_url
+from vlm_monitor.vlm.base import (
+    PROVIDER_KINDS,
+    ProviderError,
+    VlmAnswer,
+    VlmRequest,
+    image_grid,
+    jpeg_data_url,
+)
 
 DASHSCOPE_URL = "https://dashscope.aliyuncs.com"
 DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -71,6 +78,7 @@ class _HttpProvider:
         return [jpeg_data_url(f, self.config.jpeg_quality) for f in frames]
 
 
+@PROVIDER_KINDS.register("openai")
 class OpenAIProvider(_HttpProvider):
     """``POST {base_url}/chat/completions``: covers OpenAI, DashScope compatible mode, Ollama,
     vLLM and LM Studio. Frames go as ``image_url`` parts, or one ``video`` part (mode video)."""
@@ -104,6 +112,7 @@ class OpenAIProvider(_HttpProvider):
         )
 
 
+@PROVIDER_KINDS.register("dashscope")
 class DashScopeProvider(_HttpProvider):
     """DashScope native multimodal generation: the frames as one ``video`` (a list of images)."""
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from vlm_monitor.analyzers.faces import FaceDetector
 from vlm_monitor.config import VlmProviderConfig
-from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
+from vlm_monitor.vlm.base import PROVIDER_KINDS, VlmAnswer, VlmRequest
 
 _REGIONS = [
     ["top-left", "top", "top-right"],
@@ -32,6 +32,7 @@ _COLOURS = {
 }
 
 
+@PROVIDER_KINDS.register("local")
 class LocalProvider:
     def __init__(self, config: VlmProviderConfig) -> None:
         self.name = config.name

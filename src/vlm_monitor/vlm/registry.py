@@ -1,4 +1,4 @@
-"""Provider kinds by name: adding one is a class and a line here."""
+"""The configured VLM providers, built from the registered provider kinds."""
 
 from __future__ import annotations
 
@@ -7,23 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig
-from vlm_monitor.vlm.base import Provider, ProviderError, VlmAnswer, VlmRequest
-from vlm_monitor.vlm.http import DashScopeProvider, OpenAIProvider
-from vlm_monitor.vlm.local import LocalProvider
+from vlm_monitor.vlm import http, local  # noqa: F401 (they register the built-in kinds)
+from vlm_monitor.vlm.base import PROVIDER_KINDS, ProviderError, VlmAnswer, VlmRequest
 from vlm_monitor.vlm.resilience import GuardedProvider, ProviderGroup
 
 log = logging.getLogger("vlm_monitor.vlm")
 
-KINDS: dict[str, Callable[[VlmProviderConfig], Provider]] = {
-    "openai": OpenAIProvider,
-    "dashscope": DashScopeProvider,
-    "local": LocalProvider,
-}
-
 
 def build_provider(config: VlmProviderConfig) -> GuardedProvider:
     return GuardedProvider(
-        KINDS[config.kind](config),
+        PROVIDER_KINDS.get(config.kind)(config),
         concurrency=config.concurrency,
         calls_per_minute=config.calls_per_minute,
         retries=config.retries,

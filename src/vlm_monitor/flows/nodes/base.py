@@ -1,8 +1,9 @@
 """What a node type is: typed inputs and output, validated parameters, an async ``run``.
 
-A new node type is a subclass decorated with ``@register`` in a small module imported by
-``nodes/__init__.py``. One instance exists per node of a started flow and lives as long as the
-flow runs, so a node may keep state across runs (a motion background, an alert's hysteresis).
+A new node type is a subclass decorated with ``@NODE_TYPES.register("name")`` in a small
+module imported by ``nodes/__init__.py``. One instance exists per node of a started flow and
+lives as long as the flow runs, so a node may keep state across runs (a motion background, an
+alert's hysteresis).
 Blocking work goes through ``ctx.blocking`` (a bounded thread pool), never on the loop.
 """
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vlm_monitor.flows.model import FlowDefinition, NodeSpec
 from vlm_monitor.geometry import Placement
+from vlm_monitor.registry import Registry
 
 if TYPE_CHECKING:
     from vlm_monitor.services import Services
@@ -158,13 +160,7 @@ class NodeType(ABC):
         """The node's work for one run; blocking parts through ``ctx.blocking``."""
 
 
-NODE_TYPES: dict[str, type[NodeType]] = {}
-N = TypeVar("N", bound=type[NodeType])
-
-
-def register(cls: N) -> N:
-    NODE_TYPES[cls.type_name] = cls
-    return cls
+NODE_TYPES: Registry[type[NodeType]] = Registry("flow node type")
 
 
 class NodeError(RuntimeError):

@@ -11,12 +11,12 @@ from pydantic import Field, field_validator
 from vlm_monitor.flows.expr import Expression, ExpressionError
 from vlm_monitor.flows.nodes.base import (
     GATE,
+    NODE_TYPES,
     Gate,
     NodeError,
     NodeType,
     Params,
     RunContext,
-    register,
     summarize,
 )
 from vlm_monitor.types import Event
@@ -37,7 +37,7 @@ class ConditionParams(Params):
         return value
 
 
-@register
+@NODE_TYPES.register("condition")
 class ConditionNode(NodeType):
     """A safe expression over the inputs (by node id), ``event`` (the triggering event) and
     ``stream``; nodes after it run only when it is true."""
@@ -75,7 +75,7 @@ class WaitParams(Params):
     seconds: float = Field(ge=0, le=3600)
 
 
-@register
+@NODE_TYPES.register("wait")
 class WaitNode(NodeType):
     type_name = "wait"
     description = "waits, then passes on"
@@ -91,7 +91,7 @@ class StoreParams(Params):
     label: str | None = Field(None, max_length=200)
 
 
-@register
+@NODE_TYPES.register("store")
 class StoreNode(NodeType):
     """Saves the inputs as a result (``GET /api/results``, ``source: "flow"``)."""
 
@@ -127,7 +127,7 @@ class BroadcastParams(Params):
         return value
 
 
-@register
+@NODE_TYPES.register("broadcast")
 class BroadcastNode(NodeType):
     type_name = "broadcast"
     description = "publishes a custom event on /ws/events"

@@ -14,12 +14,12 @@ import httpx
 from pydantic import Field, field_validator
 
 from vlm_monitor.flows.nodes.base import (
+    NODE_TYPES,
     Gate,
     NodeError,
     NodeType,
     Params,
     RunContext,
-    register,
     summarize,
 )
 from vlm_monitor.types import Event
@@ -75,7 +75,7 @@ async def check_target(host: str, port: int, allow: list[str]) -> None:
             )
 
 
-@register
+@NODE_TYPES.register("webhook")
 class WebhookNode(NodeType):
     """POSTs ``{"flow", "run_id", "stream", "ts", "inputs"}`` as JSON; retries connection
     errors, timeouts, 429 and 5xx; a 4xx other than 429 fails at once."""
@@ -134,7 +134,7 @@ class _Incident:
     last_raised: float = float("-inf")
 
 
-@register
+@NODE_TYPES.register("alert")
 class AlertNode(NodeType):
     """Sees the gates before it (all true = the condition holds). An incident is raised once
     after ``raise_after`` true runs in a row, stays open while the condition holds, and is

@@ -19,13 +19,13 @@ from vlm_monitor.config import SizeText, parse_size
 from vlm_monitor.flows.nodes.base import (
     CLIP,
     FRAME,
+    NODE_TYPES,
     ClipValue,
     FrameValue,
     NodeError,
     NodeType,
     Params,
     RunContext,
-    register,
 )
 from vlm_monitor.geometry import Placement
 
@@ -57,7 +57,7 @@ def _single(inputs: dict[str, Any], kind: type) -> Any:
     return values[0]
 
 
-@register
+@NODE_TYPES.register("frame")
 class FrameNode(NodeType):
     type_name = "frame"
     description = "the stream's latest frame, optionally scaled and cropped"
@@ -97,7 +97,7 @@ class ClipParams(StreamParams):
     size: SizeText = Field("640x360", description="pixel budget WxH, aspect ratio kept")
 
 
-@register
+@NODE_TYPES.register("clip")
 class ClipNode(NodeType):
     """Buffers the stream while the flow runs (a hub subscription at frames/seconds fps), so
     a run gets the last ``seconds`` at once instead of waiting for them."""
@@ -142,7 +142,7 @@ class MotionNodeParams(Params):
     min_level: float = Field(0.01, ge=0, le=1)
 
 
-@register
+@NODE_TYPES.register("motion")
 class MotionNode(NodeType):
     """Compares each run's frame with a running background kept between runs."""
 
@@ -166,7 +166,7 @@ class MotionNode(NodeType):
         }
 
 
-@register
+@NODE_TYPES.register("ocr")
 class OcrNode(NodeType):
     type_name = "ocr"
     description = "text in the input frame (Tesseract)"
@@ -202,7 +202,7 @@ class OcrNode(NodeType):
         return await ctx.blocking(read)
 
 
-@register
+@NODE_TYPES.register("emotion")
 class EmotionNode(NodeType):
     type_name = "emotion"
     description = "face emotion on the input frame (largest face)"
@@ -223,7 +223,7 @@ class EmotionNode(NodeType):
         return await ctx.blocking(analyse)
 
 
-@register
+@NODE_TYPES.register("heart_rate")
 class HeartRateNode(NodeType):
     """Heart rate needs seconds of video: this node reads the stream's ``heart_rate``
     analyzer (enable it on the stream)."""

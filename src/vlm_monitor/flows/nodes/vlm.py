@@ -15,6 +15,7 @@ from vlm_monitor.flows.nodes.base import (
     DATA,
     FRAME,
     GATE,
+    NODE_TYPES,
     ClipValue,
     FrameValue,
     Gate,
@@ -22,7 +23,6 @@ from vlm_monitor.flows.nodes.base import (
     NodeType,
     Params,
     RunContext,
-    register,
 )
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 
@@ -60,7 +60,7 @@ def _images(inputs: dict[str, Any]) -> tuple[list[np.ndarray], list[float], str 
     return frames, stamps, stream
 
 
-@register
+@NODE_TYPES.register("vlm")
 class VlmNode(NodeType):
     type_name = "vlm"
     description = "asks a VLM about the input frames/clips"
@@ -112,7 +112,7 @@ class WatchParams(Params):
     default_interval_s: float = Field(10.0, gt=0)
 
 
-@register
+@NODE_TYPES.register("watch")
 class WatchNode(NodeType):
     """Asks the question about the latest frame, at most when the model's ``next_check_s``
     (clamped to [min, max]) says; runs in between return the last answer. Its gate is open

@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from vlm_monitor.aio import cancel_and_wait
+from vlm_monitor.registry import Registry
 
 log = logging.getLogger("vlm_monitor.realtime")
 
@@ -192,6 +193,11 @@ class RealtimeProvider(ABC):
 
     def _count(self, kind: str) -> None:
         self.sent[kind] = self.sent.get(kind, 0) + 1
+
+
+# Realtime provider kinds by ``kind``: a new one is a subclass decorated with
+# ``@REALTIME_KINDS.register("kind")``, imported by ``providers/__init__.py``.
+REALTIME_KINDS: Registry[type[RealtimeProvider]] = Registry("realtime provider kind")
 
 
 def b64(data: bytes) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlm_monitor.realtime.providers.base import RealtimeProvider, b64
+from vlm_monitor.realtime.providers.base import REALTIME_KINDS, RealtimeProvider, b64
 
 
+@REALTIME_KINDS.register("dashscope")
 class DashScopeRealtime(RealtimeProvider):
     name = "dashscope"
     output_sample_rate = 24000

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlm_monitor.realtime.providers.base import RealtimeProvider, b64
+from vlm_monitor.realtime.providers.base import REALTIME_KINDS, RealtimeProvider, b64
 
 MIN_COMMIT_SAMPLES_24K = 2400  # 100 ms
 
@@ -39,6 +39,7 @@ class Resampler16to24:
         return out
 
 
+@REALTIME_KINDS.register("openai")
 class OpenAIRealtime(RealtimeProvider):
     name = "openai"
     output_sample_rate = 24000
