@@ -13,9 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from vlm_monitor.analyzers.base import AnalysisResult
 from vlm_monitor.analyzers.service import AnalyzerService
-from vlm_monitor.analyzers.sessions import SessionMap
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.broadcast.redis_relay import RedisRelay
 from vlm_monitor.broadcast.socketio import SocketIOBridge
@@ -27,10 +25,10 @@ from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
 from vlm_monitor.memory import HeapTrimmer
 from vlm_monitor.realtime.metrics import RealtimeMetrics
+from vlm_monitor.results import ResultSink, SessionMap
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
-from vlm_monitor.types import Event
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
@@ -52,16 +50,16 @@ class Services:
         self.jpeg = JpegEncoder(config.server.jpeg_quality)
         self.remote = RemoteSubscriptions()
         self.providers = ProviderSet(config.vlm.providers)
+        self.sessions = SessionMap(self.store, config.analysis.session_pattern)
+        self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
+        self.results = ResultSink(self.bus, self.store, self.sessions, self.analysis_writer)
         self.clips = ClipService(
             self.providers,
             self.hub,
-            self.bus,
-            self.store,
+            self.results.clip,
             Path(config.server.data_dir),
             config.bus if config.bus.kind == "redis" else None,
         )
-        self.sessions = SessionMap(self.store, config.analysis.session_pattern)
-        self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.relay: RedisRelay | None = None
         self.last_job_status: dict[str, Any] | None = None
         redis_url = None
@@ -72,7 +70,7 @@ class Services:
         self.analyzers = AnalyzerService(
             self.hub,
             config.analysis,
-            self._publish_analysis,
+            self.results.analysis,
             (config.bus.url, config.bus.channel, node)
             if config.analysis.dispatch == "redis"
             else None,
@@ -123,18 +121,11 @@ class Services:
             extra["webrtc_view"] = view
         return extra
 
-    def _publish_analysis(self, result: AnalysisResult) -> None:
-        """On the event loop: stamp the session, push, and queue for SQLite."""
-        session = self.sessions.resolve(result.stream)
-        doc = result.to_json()
-        doc["session_id"] = None if session is None else session.session_id
-        self.bus.publish(Event("analysis", result.stream, doc))
-        self.analysis_writer.put({"stream": result.stream, **doc})
-
     async def start(self) -> None:
         self.heap.start()
         loop = asyncio.get_running_loop()
         self.bus.bind(loop)
+        self.results.bind(loop)
         await self.analyzers.bind(loop)
         await self.sessions.load()
         if self.relay is not None:

@@ -157,5 +157,32 @@ class Event:
         return {"type": self.type, "stream": self.stream, "ts": self.ts, **self.data}
 
 
+@dataclass(frozen=True, slots=True)
+class AnalysisResult:
+    """One analyzer's reading of one frame, stamped with the frame it came from.
+
+    ``origin`` says where it was computed (``local``: this server's analyzers; ``worker``: an
+    out-of-process worker, over Redis or HTTP); it is counted, never sent."""
+
+    stream: str
+    analyzer: str
+    frame_seq: int
+    video_timestamp: float  # unix seconds when the analysed frame left the decoder
+    latency_s: float  # frame decoded -> result ready
+    result: dict[str, Any]
+    session_id: str | None = None
+    origin: str = "local"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "analyzer": self.analyzer,
+            "session_id": self.session_id,
+            "frame_seq": self.frame_seq,
+            "video_timestamp": self.video_timestamp,
+            "latency_s": round(self.latency_s, 4),
+            "result": self.result,
+        }
+
+
 class LimitError(Exception):
     """A configured limit (streams, flows, ...) is reached; the HTTP API answers 429."""

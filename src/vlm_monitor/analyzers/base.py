@@ -15,7 +15,6 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +23,7 @@ from vlm_monitor.analyzers.emotion import EmotionModel
 from vlm_monitor.analyzers.faces import Box, FaceDetector, FaceTracker, TrackedFace
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.geometry import Placement
+from vlm_monitor.types import AnalysisResult as AnalysisResult  # vocabulary: the sink reads it
 from vlm_monitor.types import Frame
 
 log = logging.getLogger("vlm_monitor.analyzers")
@@ -128,26 +128,3 @@ class Analyzer(ABC):
     @abstractmethod
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         """Blocking; called from a worker thread. ``image`` is read-only."""
-
-
-@dataclass(frozen=True, slots=True)
-class AnalysisResult:
-    """One typed result, stamped with the frame it came from."""
-
-    stream: str
-    analyzer: str
-    frame_seq: int
-    video_timestamp: float  # unix seconds when the analysed frame left the decoder
-    latency_s: float  # frame decoded -> result ready
-    result: dict[str, Any]
-    session_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "analyzer": self.analyzer,
-            "session_id": self.session_id,
-            "frame_seq": self.frame_seq,
-            "video_timestamp": self.video_timestamp,
-            "latency_s": round(self.latency_s, 4),
-            "result": self.result,
-        }

@@ -9,7 +9,7 @@ pixels) and the names of the analyzers due on it. The job stream is capped at
 ``vlm_monitor.worker.analysis_jobs``.
 
 Results come back on this node's own stream ``{channel}:results:{node}`` (consumer group
-``backend``) and go the way local results go: session stamp, bus, SQLite. A frame analysed
+``backend``) and go the way local results go: through the result sink. A frame analysed
 twice (a worker died after answering, before acknowledging) is published once: recent result
 keys are remembered, and SQLite keeps one row per (stream, analyzer, frame time).
 """
@@ -222,9 +222,8 @@ class RemoteAnalysis(RedisLink):
         latency = time.time() - ts
         stats.analysed(latency)
         feed.latest[analyzer] = payload
-        self.publish(
-            AnalysisResult(stream, analyzer, int(doc.get("frame_seq", 0)), ts, latency, payload)
-        )
+        seq = int(doc.get("frame_seq", 0))
+        self.publish(AnalysisResult(stream, analyzer, seq, ts, latency, payload, origin="worker"))
 
     def status(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,9 @@
 """``POST /api/analyses``: analyzer results computed elsewhere (``vlm-monitor worker``).
 
-They go the way the server's own results go: session stamp, ``analysis`` event (Socket.IO,
-``/ws/events``), SQLite. Control access (the API token), as every changing route; the
-worker's latency is measured here, on the clock that stamped the frame.
+They go the way the server's own results go, through the result sink: session stamp,
+``analysis`` event (Socket.IO, ``/ws/events``), SQLite. Control access (the API token), as
+every changing route; the worker's latency is measured here, on the clock that stamped the
+frame.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vlm_monitor.analyzers.base import AnalysisResult
 from vlm_monitor.analyzers.params import AnalyzerName
 from vlm_monitor.api.deps import ServicesDep, require_stream
 from vlm_monitor.config import STREAM_ID_PATTERN
+from vlm_monitor.types import AnalysisResult
 
 router = APIRouter()
 MAX_BATCH = 200
@@ -59,7 +60,8 @@ async def post_analyses(body: AnalysesIn, services: ServicesDep) -> dict[str, An
     now = time.time()
     for r in body.results:
         latency = max(0.0, now - r.video_timestamp)
-        services.analyzers.publish(
-            AnalysisResult(r.stream, r.analyzer, r.frame_seq, r.video_timestamp, latency, r.result)
+        reading = AnalysisResult(
+            r.stream, r.analyzer, r.frame_seq, r.video_timestamp, latency, r.result, origin="worker"
         )
+        services.results.analysis(reading)
     return {"accepted": len(body.results)}

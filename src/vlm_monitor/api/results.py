@@ -65,7 +65,7 @@ async def post_result(body: ResultIn, services: ServicesDep) -> dict[str, Any]:
     require_stream(services, body.stream)
     doc = body.model_dump()
     doc.pop("id", None)
-    await asyncio.to_thread(services.clips.publish, doc)
+    await asyncio.to_thread(services.results.clip, doc, "worker")
     return {"id": doc["id"]}
 
 

@@ -1,4 +1,4 @@
-"""Clips for every stream that asks for them: hub subscription -> processor -> store + events."""
+"""Clips for every stream that asks for them: hub subscription -> processor -> result sink."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.clips.processor import AsyncVideoProcessor
 from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import ResultData
 from vlm_monitor.config import BusConfig, ClipsConfig, StreamConfig, parse_size
 from vlm_monitor.hub import StreamHub, Subscription
-from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.paths import inside
-from vlm_monitor.types import Event
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.worker.jobs import RedisClipDispatcher
@@ -59,12 +56,13 @@ class ClipService:
         self,
         providers: ProviderSet,
         hub: StreamHub,
-        bus: EventBus,
-        store: Store,
+        publish: Callable[[dict[str, Any]], object],
         data_dir: Path,
         redis_bus: BusConfig | None = None,
     ) -> None:
-        self.hub, self.bus, self.store = hub, bus, store
+        """``publish``: where each clip's result goes (the result sink's ``clip``); called in
+        the stream's inference thread, it may block."""
+        self.hub, self.publish = hub, publish
         self.redis_bus = redis_bus  # set when clip jobs may go to Redis workers
         self.clips_dir = data_dir / "clips"
         self.providers = providers
@@ -113,28 +111,7 @@ class ClipService:
         self.stop_stream(stream_id, timeout=REMOVAL_WAIT_S)
 
     def _on_result(self, result: ResultData) -> None:
-        """Inference thread: store first (the event then carries the row id), then push."""
         self.publish(result.to_json())
-
-    def publish(self, doc: dict[str, Any]) -> None:
-        """Store a result document and broadcast it; blocking (SQLite): call from a thread."""
-        try:
-            self.store.add_result_sync(doc)
-        except Exception:
-            log.exception("storing a result failed", extra={"fields": {"stream": doc["stream"]}})
-        self.bus.publish_threadsafe(Event("result", doc["stream"], doc))
-        log.info(
-            "clip result",
-            extra={
-                "fields": {
-                    "stream": doc["stream"],
-                    "id": doc.get("id"),
-                    "provider": doc.get("provider"),
-                    "inference_s": doc.get("inference_duration"),
-                    "error": doc.get("error"),
-                }
-            },
-        )
 
     def clip_path(self, stream: str, clip_id: str) -> Path | None:
         """The clip's file, or None; never a path outside the clips directory, whatever a

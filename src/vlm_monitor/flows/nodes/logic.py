@@ -19,7 +19,6 @@ from vlm_monitor.flows.nodes.base import (
     RunContext,
     summarize,
 )
-from vlm_monitor.types import Event
 
 RESERVED_EVENTS = {"hello", "result", "analysis", "stream.state", "alert", "flow.node", "flow.run"}
 
@@ -111,7 +110,7 @@ class StoreNode(NodeType):
             "created_at": time.time(),
             "data": summarize(inputs),
         }
-        row_id = await ctx.blocking(ctx.services.store.add_result_sync, doc)
+        row_id = await ctx.blocking(ctx.services.results.flow_output, doc)
         return {"id": row_id}
 
 
@@ -138,5 +137,5 @@ class BroadcastNode(NodeType):
         data = {"flow": self.flow.id, "run_id": ctx.run_id, "data": summarize(inputs)}
         if p.message is not None:
             data["message"] = ctx.render(p.message, inputs, self.flow.stream)
-        doc = ctx.services.bus.publish(Event(p.type, self.flow.stream, data))
+        doc = ctx.services.results.flow_event(p.type, self.flow.stream, data)
         return {"seq": doc["seq"]}

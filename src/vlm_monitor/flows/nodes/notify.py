@@ -22,7 +22,6 @@ from vlm_monitor.flows.nodes.base import (
     RunContext,
     summarize,
 )
-from vlm_monitor.types import Event
 
 
 class WebhookParams(Params):
@@ -183,6 +182,5 @@ class AlertNode(NodeType):
             "created_at": now,
             "inputs": summarize(inputs),
         }
-        doc["id"] = await ctx.blocking(ctx.services.store.add_alert_sync, doc)
-        ctx.services.bus.publish(Event("alert", self.flow.stream, doc))
+        await ctx.blocking(ctx.services.results.alert, doc)
         return {"raised": True, "holds": True, "key": key, "active": True, "alert_id": doc["id"]}
