@@ -39,7 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/webrtc.py > bench-webrtc.json
 	$(BIN)/python bench/scale.py > bench-scale.json
 	$(BIN)/python bench/attack.py > bench-attack.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack)"
+	$(BIN)/python bench/zoo.py > bench-zoo.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack, zoo)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache

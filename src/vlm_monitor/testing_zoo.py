@@ -193,7 +193,8 @@ def _resize(path: Path) -> None:
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
 
 
-HEVC = ["-c:v", "libx265", "-x265-params", "log-level=error", "-preset", "veryfast"]
+# Closed GOPs, as cameras send: a client joining (or a loop restarting) at any keyframe decodes.
+HEVC = ["-c:v", "libx265", "-x265-params", "log-level=error:open-gop=0", "-preset", "veryfast"]
 HEVC += ["-g", "15", "-pix_fmt", "yuv420p"]
 TS = ["-f", "mpegts"]
 MEDIA: dict[str, Callable[[Path], None]] = {
