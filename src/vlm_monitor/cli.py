@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
+from vlm_monitor.registry import PluginError
 
 log = logging.getLogger("vlm_monitor.cli")
 RUN_DIR_NAME = "run"
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return command(args)
         return _stop(Path(args.data_dir) / RUN_DIR_NAME)
-    except ConfigError as exc:
+    except (ConfigError, PluginError) as exc:
         print(f"vlm-monitor: {exc}", file=sys.stderr)
         return 2
 

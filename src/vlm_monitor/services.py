@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from vlm_monitor.analyzers.builtin import check_analyzers
 from vlm_monitor.analyzers.service import AnalyzerService
 from vlm_monitor.broadcast.bus import EventBus
 from vlm_monitor.broadcast.redis_relay import RedisRelay
@@ -39,6 +40,11 @@ log = logging.getLogger("vlm_monitor.services")
 
 class Services:
     def __init__(self, config: Config) -> None:
+        # Plug-ins the configuration names are built first: one that cannot be raises
+        # PluginError, and the server does not start (nor open anything) without it.
+        if config.analysis.dispatch == "local":  # else workers build them
+            check_analyzers(config.streams)
+        self.providers = ProviderSet(config.vlm.providers)
         self.config = config
         self.started_at = time.time()
         self.refused: collections.Counter[str] = collections.Counter()  # by the guard, by status
@@ -49,7 +55,6 @@ class Services:
         self.streams = StreamManager(self.hub, self.bus, self.store, config.server.max_streams)
         self.jpeg = JpegEncoder(config.server.jpeg_quality)
         self.remote = RemoteSubscriptions()
-        self.providers = ProviderSet(config.vlm.providers)
         self.sessions = SessionMap(self.store, config.analysis.session_pattern)
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.results = ResultSink(self.bus, self.store, self.sessions, self.analysis_writer)

@@ -20,8 +20,8 @@ from vlm_monitor.analyzers.params import (
     OcrParams,
 )
 from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
-from vlm_monitor.config import AnalyzerConfig
-from vlm_monitor.registry import Registry
+from vlm_monitor.config import AnalyzerConfig, StreamConfig
+from vlm_monitor.registry import PluginError, Registry
 from vlm_monitor.types import Frame
 
 ANALYZERS: Registry[type[Analyzer]] = Registry("analyzer")
@@ -176,4 +176,23 @@ def build_analyzers(
     the most demanding of them asks. ``executor``: where detections run (None: inline)."""
     detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in configs), default=1.0)
     context = StreamContext(stream_id, models, detect_every, executor)
-    return context, {a.name: ANALYZERS[a.name](a, context) for a in configs}
+    analyzers: dict[str, Analyzer] = {}
+    for config in configs:
+        try:
+            analyzers[config.name] = ANALYZERS[config.name](config, context)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            raise PluginError("analyzer", config.name, reason) from exc
+    return context, analyzers
+
+
+def check_analyzers(streams: list[StreamConfig]) -> None:
+    """Builds (and drops) each stream's analyzers, so that one that cannot be built (OCR
+    without Tesseract) stops start-up with its name and reason instead of leaving a stream
+    from the configuration file running without it. Raises PluginError."""
+    models = SharedModels()  # models load on first use: building analyzers loads none
+    for stream in streams:
+        try:
+            build_analyzers(stream.id, stream.analyzers, models)
+        except PluginError as exc:
+            raise PluginError(exc.kind, exc.name, f"{exc.reason} (stream {stream.id})") from exc

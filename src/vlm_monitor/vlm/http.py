@@ -29,13 +29,25 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
+def _check_base_url(url: str) -> None:
+    """A base URL every call could be sent to, so a typo fails at start-up, not on each clip."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ProviderError(f"base_url {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ProviderError(f"base_url {url!r} is not an http:// or https:// URL with a host")
+
+
 class _HttpProvider:
     def __init__(self, config: VlmProviderConfig) -> None:
         self.name = config.name
         self.config = config
+        if config.base_url is not None:
+            _check_base_url(config.base_url)
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
         if config.api_key_env and not key:
-            raise ProviderError(f"provider {config.name}: ${config.api_key_env} is not set")
+            raise ProviderError(f"${config.api_key_env} is not set")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(timeout=config.timeout_s, headers=headers)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig
+from vlm_monitor.registry import PluginError
 from vlm_monitor.vlm import http, local  # noqa: F401 (they register the built-in kinds)
 from vlm_monitor.vlm.base import PROVIDER_KINDS, ProviderError, VlmAnswer, VlmRequest
 from vlm_monitor.vlm.resilience import GuardedProvider, ProviderGroup
@@ -26,18 +27,19 @@ def build_provider(config: VlmProviderConfig) -> GuardedProvider:
 
 
 class ProviderSet:
-    """The configured providers, built once; a stream's clips get a group of them."""
+    """The configured providers, built once; a stream's clips get a group of them. Raises
+    PluginError naming the first provider that cannot be built (a missing key, a malformed
+    base_url): the server or worker building the set does not start without it."""
 
     def __init__(self, configs: list[VlmProviderConfig]) -> None:
         self.providers: dict[str, GuardedProvider] = {}
         for cfg in configs:
             try:
                 self.providers[cfg.name] = build_provider(cfg)
-            except ProviderError as exc:  # e.g. a missing key: that provider is unavailable
-                log.error(
-                    "VLM provider unavailable",
-                    extra={"fields": {"provider": cfg.name, "error": str(exc)}},
-                )
+            except Exception as exc:
+                self.close()
+                reason = str(exc) if isinstance(exc, ProviderError) else _describe(exc)
+                raise PluginError("VLM provider", cfg.name, reason) from exc
 
     def analyzer(self, clips: ClipsConfig) -> Callable[[VlmRequest], tuple[str, VlmAnswer]]:
         """The call a processor makes; raises ProviderError when no provider is available."""
@@ -77,3 +79,7 @@ class ProviderSet:
     def close(self) -> None:
         for provider in self.providers.values():
             provider.close()
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
