@@ -29,12 +29,12 @@ from pathlib import Path
 import redis
 
 from vlm_monitor.camera.scene import SyntheticScene
+from vlm_monitor.clips.dispatch import RedisClipDispatcher
 from vlm_monitor.config import ClipsConfig, VlmProviderConfig
 from vlm_monitor.stats import percentile
 from vlm_monitor.testing import ServerProcess, free_port, start_job_worker, wait_until
 from vlm_monitor.vlm.base import VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
-from vlm_monitor.worker.jobs import RedisClipDispatcher
 
 CHANNEL = "vlm-monitor"
 

@@ -24,6 +24,7 @@ from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
+from vlm_monitor.jobs.status import JobStatusPoller
 from vlm_monitor.memory import HeapTrimmer
 from vlm_monitor.realtime.metrics import RealtimeMetrics
 from vlm_monitor.results import ResultSink, SessionMap
@@ -33,7 +34,6 @@ from vlm_monitor.storage.writer import AnalysisWriter
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
-from vlm_monitor.worker.jobs import queue_status
 
 log = logging.getLogger("vlm_monitor.services")
 
@@ -66,11 +66,12 @@ class Services:
             config.bus if config.bus.kind == "redis" else None,
         )
         self.relay: RedisRelay | None = None
-        self.last_job_status: dict[str, Any] | None = None
+        self.jobs: JobStatusPoller | None = None
         redis_url = None
         node = config.bus.node_id or f"{socket.gethostname()}:{config.server.port}"
         if config.bus.kind == "redis":
             self.relay = RedisRelay(self.bus, config.bus.url, config.bus.channel, node)
+            self.jobs = JobStatusPoller(config.bus.url, config.bus.channel)
             redis_url = config.bus.url
         self.analyzers = AnalyzerService(
             self.hub,
@@ -101,15 +102,14 @@ class Services:
         return status
 
     def job_status(self) -> dict[str, Any] | None:
-        """Clip job queue and workers (bus kind redis). Blocking: call in a thread. The last
-        answer is kept for /metrics, whose collectors must not wait on Redis."""
-        if self.relay is None:
+        """Clip job queue and workers (bus kind redis), asked now. Blocking: call in a thread.
+        ``/metrics`` reads ``jobs.latest`` instead, refreshed in the background."""
+        if self.jobs is None:
             return None
         try:
-            self.last_job_status = queue_status(self.config.bus.url, self.config.bus.channel)
+            return self.jobs.refresh()
         except RedisError as exc:
             return {"error": f"redis: {exc}"}
-        return self.last_job_status
 
     def _extra_status(self, stream_id: str) -> dict[str, Any]:
         extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}
@@ -135,6 +135,8 @@ class Services:
         await self.sessions.load()
         if self.relay is not None:
             await self.relay.start()
+        if self.jobs is not None:
+            await self.jobs.start()
         await self.socketio.start()
         for stream in self.config.streams:
             await self.streams.add(stream, persistent=False)
@@ -164,6 +166,8 @@ class Services:
         await asyncio.to_thread(self.clips.stop_all)
         await self.analyzers.stop_all()
         await self.socketio.stop()
+        if self.jobs is not None:
+            await self.jobs.stop()
         if self.relay is not None:
             await self.relay.stop()
         await asyncio.to_thread(self.analysis_writer.close)

@@ -5,8 +5,8 @@ Per stream, one ``latest`` hub subscription at the fastest analyzer's rate feeds
 size), the displayed size of the source picture (``source``, so workers place boxes in source
 pixels) and the names of the analyzers due on it. The job stream is capped at
 ``analysis.max_backlog`` entries; when workers fall behind, Redis drops the OLDEST frames
-(live analysis wants the newest picture), counted as ``dropped``. The worker side is
-``vlm_monitor.worker.analysis_jobs``.
+(live analysis wants the newest picture), counted as ``dropped``. The workers' side is
+``worker/analysis_jobs.py``; both sides take the key names from ``jobs/keys.py``.
 
 Results come back on this node's own stream ``{channel}:results:{node}`` (consumer group
 ``backend``) and go the way local results go: through the result sink. A frame analysed
@@ -34,8 +34,8 @@ from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.broadcast.redis_link import RedisLink
 from vlm_monitor.config import StreamConfig
 from vlm_monitor.hub import StreamHub, Subscription
+from vlm_monitor.jobs.keys import analysis_keys
 from vlm_monitor.types import Frame
-from vlm_monitor.worker.jobs import analysis_keys
 
 RESULT_GROUP = "backend"
 REGISTER_EVERY_S = 2.0

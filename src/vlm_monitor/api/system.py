@@ -279,7 +279,8 @@ class HubCollector(Collector):
         status = self.services.bus_status()
         if status["kind"] != "redis":
             return
-        jobs = self.services.last_job_status  # refreshed by each /api/status, never waited for
+        poller = self.services.jobs  # refreshed in the background: a scrape never waits on Redis
+        jobs = None if poller is None else poller.latest
         if jobs is not None:
             queue = GaugeMetricFamily(
                 "vlm_jobs", "jobs in Redis per queue (clip, or the analysed stream)",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vlm_monitor.clips.dispatch import RedisClipDispatcher
 from vlm_monitor.clips.processor import AsyncVideoProcessor
 from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import ResultData
@@ -16,7 +17,6 @@ from vlm_monitor.hub import StreamHub, Subscription
 from vlm_monitor.storage.paths import inside
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
-from vlm_monitor.worker.jobs import RedisClipDispatcher
 
 log = logging.getLogger("vlm_monitor.clips")
 REMOVAL_WAIT_S = 2.0

@@ -33,8 +33,9 @@ import numpy as np
 from vlm_monitor.analyzers.base import Analyzer, SharedModels
 from vlm_monitor.analyzers.builtin import build_analyzers
 from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.jobs.keys import GROUP, analysis_keys, decode, ensure_group
 from vlm_monitor.types import Frame
-from vlm_monitor.worker.jobs import GROUP, WorkerProcess, analysis_keys, decode, ensure_group
+from vlm_monitor.worker.process import WorkerProcess
 
 log = logging.getLogger("vlm_monitor.jobs")
 STREAM_FRESH_S = 30.0  # a stream not re-announced by its backend this long is gone

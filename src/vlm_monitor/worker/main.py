@@ -194,7 +194,8 @@ def _job_worker(args: argparse.Namespace, config: Config) -> int:
     """One loop per job kind, each on its own thread: a slow VLM clip job must not hold up a
     stream's live frames."""
     from vlm_monitor.worker.analysis_jobs import AnalysisWorker
-    from vlm_monitor.worker.jobs import JobWorker, WorkerProcess
+    from vlm_monitor.worker.clip_jobs import JobWorker
+    from vlm_monitor.worker.process import WorkerProcess
 
     name = None if args.name == "worker" else args.name
     process = WorkerProcess(args.redis_url, config.bus.channel, name, args.jobs)
