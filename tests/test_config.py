@@ -101,15 +101,22 @@ def test_source_urls() -> None:
     assert parse_source_url("file:///tmp/a.mp4").path == "/tmp/a.mp4"
     assert parse_source_url("synthetic://?fps=30&size=640x360").params["size"] == "640x360"
     assert parse_source_url("rtsp://cam.local/stream").scheme == "rtsp"
+    assert parse_source_url("http://cam.local/video.mjpg").scheme == "http"
     for bad in (
         "",
         "rtsp://",
         "tcp://:80",
         "tcp://h:notaport",
         "file://",
-        "http://x/y",
+        "hls+http://x/y.m3u8",
         "tcp://h:1 ",
         "synthetic://?size=7x5",
     ):
         with pytest.raises(ValueError):
             parse_source_url(bad)
+
+
+def test_a_refused_camera_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        build_config({"streams": [{"id": "a", "url": "rtsp://u:topsecret@host:99999/x"}]}, env={})
+    assert "topsecret" not in str(refused.value) and "u:***@host" in str(refused.value)

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
-from vlm_monitor.sources.url import parse_source_url, parse_stream_source
+from vlm_monitor.sources.url import parse_source_url, parse_stream_source, redact_url
 
 log = logging.getLogger("vlm_monitor.config")
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -204,7 +204,10 @@ class StreamConfig(_Model):
     id: str = Field(
         pattern=STREAM_ID_PATTERN, description="the stream's name in the API and events"
     )
-    url: str = Field(description="rtsp:// rtsps:// tcp:// http(s):// file:// synthetic:// whip://")
+    url: str = Field(
+        description="rtsp:// rtsps:// (user:password@ for digest/basic auth), tcp://HOST:PORT, "
+        "http(s):// (MJPEG over HTTP, HLS .m3u8), file:// (a plain file), synthetic://, whip://"
+    )
     transport: Literal["tcp", "udp", "auto"] = Field(
         "auto", description="RTSP transport; auto tries TCP, then UDP"
     )
@@ -221,12 +224,15 @@ class StreamConfig(_Model):
         "16:9 -> 640x360, 4:3 -> 554x416, 1:1 -> 480x480, 9:16 -> 360x640); a source within "
         "the budget is analysed at its own size; null = native",
     )
-    stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: reconnect")
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="no frame for this long: reconnect (longer than an HLS segment)"
+    )
     open_timeout_s: float = Field(5.0, gt=0, description="connecting may take this long, seconds")
     decode_threads: int = Field(1, ge=0, le=16, description="0 = FFmpeg decides")
     fast_start: bool = Field(
         True,
-        description="live sources: probe 64 KiB / 0.2 s instead of FFmpeg's 5 MB / 5 s "
+        description="live sources (tcp, rtsp, http): probe 64 KiB / 0.2 s instead of FFmpeg's "
+        "5 MB / 5 s "
         "(first frame ~0.35 s instead of ~1.4 s, no start-up burst); off for streams whose "
         "parameters show up late",
     )
@@ -571,6 +577,8 @@ def describe_errors(exc: ValidationError) -> list[str]:
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
+        if isinstance(value, str):
+            value = redact_url(value)  # a camera URL's password must not reach the console
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
         out.append(f"{where}: {msg}{shown}")
     return out
