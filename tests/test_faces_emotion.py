@@ -1,4 +1,5 @@
-"""Face detection, tracking and emotion on a real face image shipped in scikit-image."""
+"""Face detection (BlazeFace), tracking and emotion on a real face image shipped in
+scikit-image."""
 
 from __future__ import annotations
 
@@ -53,16 +54,19 @@ def test_iou() -> None:
 
 def test_heart_rate_from_a_synthetic_face_video(astronaut) -> None:
     """A real face whose skin pulses at 72 bpm (0.6 %, blood-volume colour signature), with
-    sensor noise, illumination drift and a small head sway, through tracker + skin ROI + POS."""
+    sensor noise, illumination drift and a small head sway, through the stream's face
+    tracking + the landmark skin region + POS."""
     import cv2
 
+    from vlm_monitor.analyzers.faces import FaceModels, FaceTracking
     from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
 
     rng = np.random.default_rng(3)
     ycrcb = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YCrCb)
     skin = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)).astype(bool)
     signature = np.array([0.53, 0.77, 0.33])  # B, G, R
-    tracker = FaceTracker(FaceDetector(), detect_every_s=1.0)
+    models = FaceModels()
+    tracking = FaceTracking(lambda: models, detect_every_s=1.0)
     estimator = HeartRateEstimator(window_s=10, update_s=1)
     readings = []
     base = astronaut.astype(np.float32)
@@ -74,13 +78,10 @@ def test_heart_rate_from_a_synthetic_face_video(astronaut) -> None:
         frame += rng.normal(0, 2.0, frame.shape)
         shift = round(2 * np.sin(2 * np.pi * 0.3 * t))  # head sway, pixels
         frame = np.roll(np.clip(frame, 0, 255).astype(np.uint8), shift, axis=1)
-        face = tracker.update(frame, t)
-        reading = estimator.add(t, None if face is None else skin_mean(frame, face.box))
+        face = tracking.update(frame, t).main
+        reading = estimator.add(t, None if face is None else skin_mean(frame, *face.skin_regions()))
         if reading is not None and reading.bpm is not None:
             readings.append(reading.bpm)
     assert len(readings) >= 3
     assert all(abs(bpm - 72) <= 3 for bpm in readings), readings
-    assert (
-        estimator.add(100.0, skin_mean(np.zeros_like(astronaut), (0, 0, 10, 10))).reason
-        == "no face"
-    )
+    assert estimator.add(100.0, skin_mean(np.zeros_like(astronaut), [], [])).reason == "no face"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,46 @@ def test_estimator_sliding_window_and_reasons() -> None:
     dark = HeartRateEstimator(window_s=2)
     readings = [dark.add(2000 + i / 15, np.array([10.0, 8.0, 6.0])) for i in range(40)]
     assert any(r is not None and r.reason == "too dark" for r in readings)
+
+
+def sway_video(
+    bpm: float,
+    noise: float = 24.0,
+    sway_px: float = 8.0,
+    seed: int = 0,
+    fps: float = 15.0,
+    seconds: float = 10.0,
+    size: tuple[int, int] = (640, 360),
+):
+    """Frames of a real face (the packaged astronaut portrait) whose skin pulses at ``bpm``,
+    swaying (``sway_px`` side to side at 0.3 Hz, half that up and down at 0.45 Hz, a degree
+    of roll) under per-pixel sensor noise of ``noise`` grey levels (std): (ts, frame) pairs.
+    The pulse is drawn before the move, so it stays on the skin as the head moves."""
+    import cv2
+
+    from vlm_monitor.camera.scene import PULSE_SIGNATURE
+
+    rng = np.random.default_rng(seed)
+    data = (resources.files("vlm_monitor.camera") / "face.jpg").read_bytes()
+    face = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    face = cv2.resize(face, None, fx=1.3, fy=1.3, interpolation=cv2.INTER_AREA)
+    w, h = size
+    base = np.full((h, w, 3), 110, np.float32)
+    fh, fw = face.shape[:2]
+    x0, y0 = (w - fw) // 2, (h - fh) // 3
+    base[y0 : y0 + fh, x0 : x0 + fw] = face
+    ycrcb = cv2.cvtColor(base.astype(np.uint8), cv2.COLOR_BGR2YCrCb)
+    skin = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)).astype(bool)
+    phase = rng.uniform(0, 6.28)
+    for i in range(int(fps * seconds)):
+        t = i / fps
+        pulse = 0.006 * np.sin(2 * np.pi * bpm / 60 * t + phase)
+        frame = base * (1 + 0.02 * np.sin(2 * np.pi * 0.07 * t))  # light drift
+        frame[skin] *= 1 + pulse * PULSE_SIGNATURE
+        dx = sway_px * np.sin(2 * np.pi * 0.3 * t)
+        dy = sway_px / 2 * np.sin(2 * np.pi * 0.45 * t + 1.0)
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), np.sin(2 * np.pi * 0.2 * t), 1.0)
+        turn[:, 2] += (dx, dy)
+        frame = cv2.warpAffine(frame, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        frame += rng.normal(0, noise, frame.shape).astype(np.float32)
+        yield t, np.clip(frame, 0, 255).astype(np.uint8)

@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vlm_monitor.analyzers.emotion import EmotionModel
-from vlm_monitor.analyzers.faces import Box, FaceDetector, FaceTracker, TrackedFace
+from vlm_monitor.analyzers.faces import (
+    Box,
+    DetectorMode,
+    FaceModels,
+    FaceTracking,
+    TrackedFace,
+)
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.geometry import Placement
 from vlm_monitor.types import AnalysisResult as AnalysisResult  # vocabulary: the sink reads it
@@ -30,34 +36,40 @@ log = logging.getLogger("vlm_monitor.analyzers")
 
 
 class SharedModels:
-    """Read-only models shared by every stream, one instance per worker thread: OpenCV's
-    cascade and the TFLite interpreter are not safe to share between threads, and a lock
-    would serialise all streams' detections onto one core."""
+    """Read-only models shared by every stream, one instance per worker thread: the LiteRT
+    interpreters are not safe to share between threads, and a lock would serialise all
+    streams' faces onto one core."""
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            detector = self._local.detector = FaceDetector()
-        return detector.detect(image)
+    def faces(self) -> FaceModels:
+        """The calling thread's face detection, mesh and iris models."""
+        models = getattr(self._local, "faces", None)
+        if models is None:
+            models = self._local.faces = FaceModels()
+        return models
 
-    def emotion(self, image: np.ndarray, box: Box) -> dict[str, Any]:
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return self.faces().detector.detect(image)
+
+    def emotion(self, image: np.ndarray, face: Box | TrackedFace) -> dict[str, Any]:
+        """Emotion of a face: on the upright crop its landmarks give, else on its box."""
         model = getattr(self._local, "emotion", None)
         if model is None:
             model = self._local.emotion = EmotionModel()
-        return model.predict(image, box)
+        if isinstance(face, TrackedFace):
+            return model.predict(image, face.box, landmarks=face.landmarks)
+        return model.predict(image, face)
 
 
 class StreamContext:
-    """State of one stream shared by its analyzers: the tracked face (emotion and heart rate
-    read the same box) and each analyzer's latest payload.
+    """State of one stream shared by its analyzers: the tracked face (``faces``: detection,
+    landmarks, head pose, gaze, computed once per frame whichever analyzer asks first) and
+    each analyzer's latest payload.
 
-    With an executor, face detection (~30-70 ms) runs as its own job, at most one at a time
-    per stream, while the analyzers go on with the last known box: a heart-rate analyzer at
-    15 fps never waits for a detection and never loses the frames that came meanwhile.
-    Without one (tests, benchmarks), detection runs inline."""
+    Face work takes 2-5 ms a frame, so it runs inline in the asking analyzer's thread;
+    ``executor`` is accepted from callers that still pass one and not used."""
 
     def __init__(
         self,
@@ -65,48 +77,20 @@ class StreamContext:
         models: SharedModels,
         detect_every_s: float = 1.0,
         executor: Executor | None = None,
+        detector: DetectorMode = "auto",
+        gaze: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.models = models
         self.latest: dict[str, dict[str, Any]] = {}
-        self._tracker = FaceTracker(models, detect_every_s=detect_every_s)
-        self._executor = executor
-        self._lock = threading.Lock()
-        self._detecting = False
-        self._primed = False
-        self.detections = 0
-        self.detection_errors = 0
+        self.faces = FaceTracking(models.faces, detect_every_s, detector, gaze)
+
+    @property
+    def detections(self) -> int:
+        return self.faces.detections
 
     def face(self, image: np.ndarray, frame: Frame) -> TrackedFace | None:
-        with self._lock:
-            due = not self._detecting and self._tracker.detection_due(frame.ts)
-            if due and (self._executor is None or not self._primed):
-                # The first detection is inline, so the first results already know the face.
-                self._primed = True
-                self._tracker.accept(self.models.detect(image), frame.ts)
-            elif due:
-                self._detecting = True
-                try:
-                    self._executor.submit(self._detect, image, frame.ts)  # type: ignore[union-attr]
-                except RuntimeError:  # the pool is shutting down
-                    self._detecting = False
-            return self._tracker.current(frame.ts)
-
-    def _detect(self, image: np.ndarray, ts: float) -> None:
-        try:
-            faces = self.models.detect(image)
-        except Exception:
-            self.detection_errors += 1
-            if self.detection_errors in (1, 10, 100) or self.detection_errors % 1000 == 0:
-                log.exception(
-                    "face detection failed",
-                    extra={"fields": {"stream": self.stream_id, "errors": self.detection_errors}},
-                )
-            faces = []
-        with self._lock:
-            self._detecting = False
-            self.detections += 1
-            self._tracker.accept(faces, ts)
+        return self.faces.update(image, frame.ts).main
 
 
 def placement(image: np.ndarray, frame: Frame) -> Placement:

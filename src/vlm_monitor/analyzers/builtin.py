@@ -11,6 +11,7 @@ import numpy as np
 
 from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext, placement
 from vlm_monitor.analyzers.emotion import no_face
+from vlm_monitor.analyzers.faces import DetectorMode
 from vlm_monitor.analyzers.motion import MotionDetector
 from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import (
@@ -46,7 +47,7 @@ class EmotionAnalyzer(Analyzer):
             self._smoothed = None
             return no_face()
         result = {
-            **self.context.models.emotion(image, face.box),
+            **self.context.models.emotion(image, face),
             **placement(image, frame).box_fields(face.box),
         }
         k = self.params.smoothing
@@ -86,7 +87,7 @@ class HeartRateAnalyzer(Analyzer):
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         face = self.context.face(image, frame)
-        rgb = None if face is None else skin_mean(image, face.box)
+        rgb = None if face is None else skin_mean(image, *face.skin_regions())
         reading = self._estimator.add(frame.ts, rgb)
         if reading is None:
             return None
@@ -173,9 +174,12 @@ def build_analyzers(
     executor: Executor | None = None,
 ) -> tuple[StreamContext, dict[str, Analyzer]]:
     """One stream's analyzers around one shared StreamContext, detecting faces as often as
-    the most demanding of them asks. ``executor``: where detections run (None: inline)."""
+    the most demanding of them asks, with the face detector they name (``auto`` when they
+    disagree: the stream has one face tracker)."""
     detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in configs), default=1.0)
-    context = StreamContext(stream_id, models, detect_every, executor)
+    detectors = {a.params["detector"] for a in configs if "detector" in a.params}
+    detector: DetectorMode = detectors.pop() if len(detectors) == 1 else "auto"
+    context = StreamContext(stream_id, models, detect_every, executor, detector=detector)
     analyzers: dict[str, Analyzer] = {}
     for config in configs:
         try:

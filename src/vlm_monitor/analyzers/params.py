@@ -24,6 +24,11 @@ PARAMS: Registry[type[AnalyzerParams]] = Registry("analyzer")
 
 class FaceParams(AnalyzerParams):
     detect_every_s: float = Field(1.0, gt=0, le=10, description="face re-detection period")
+    detector: Literal["auto", "short", "full"] = Field(
+        "auto",
+        description="face detector: short (webcam distance, within ~2 m), full (room "
+        "cameras, ~5 m), auto (short range; full range while faces are small or none found)",
+    )
 
 
 @PARAMS.register("motion")

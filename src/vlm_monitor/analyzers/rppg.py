@@ -1,12 +1,14 @@
 """Camera-based heart rate (rPPG) maths: POS (Wang et al. 2017) and CHROM (de Haan & Jeanne
 2013) on a trace of mean skin RGB, then detrend, band-pass and a spectral peak. Pure NumPy, no
-I/O: the heart-rate analyzer feeds it per-frame means of the tracked face's skin pixels.
+I/O: the heart-rate analyzer feeds it per-frame means of the tracked face's skin pixels
+(forehead and cheeks, from the Face Mesh landmarks).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -235,18 +237,31 @@ class HeartRateEstimator:
 
 
 def skin_mean(
-    bgr: np.ndarray, box: tuple[int, int, int, int], min_pixels: int = 200
+    bgr: np.ndarray,
+    regions: Sequence[np.ndarray],
+    exclude: Sequence[np.ndarray] = (),
+    min_pixels: int = 150,
 ) -> np.ndarray | None:
-    """Mean RGB of the skin pixels inside a face box (YCrCb Cr 133-173, Cb 77-127), using the
-    box's central part to keep hair and background out; None when too little skin shows."""
-    x, y, w, h = box
-    x0, x1 = x + w // 5, x + w - w // 5
-    y0, y1 = y + h // 8, y + h - h // 8
-    roi = bgr[max(0, y0) : y1, max(0, x0) : x1]
-    if roi.size == 0:
+    """Mean RGB of the skin pixels inside the face's skin ``regions`` less ``exclude``
+    (polygons in frame pixels, from the landmarks: forehead, cheeks and chin without eyes,
+    brows, nose and mouth), checked against a YCrCb skin range (Cr 133-173, Cb 77-127) so
+    hair, a hand or glasses over them do not count; None when too little skin shows."""
+    if not regions:
         return None
+    h, w = bgr.shape[:2]
+    points = np.concatenate([r.reshape(-1, 2) for r in regions])
+    x0, y0 = np.clip(points.min(axis=0), 0, [w, h])
+    x1, y1 = np.clip(points.max(axis=0) + 1, 0, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    roi = bgr[y0:y1, x0:x1]
+    offset = np.array([x0, y0])
+    mask: np.ndarray = np.zeros(roi.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [r.reshape(-1, 1, 2) - offset for r in regions], 255)
+    if exclude:
+        cv2.fillPoly(mask, [r.reshape(-1, 1, 2) - offset for r in exclude], 0)
     ycrcb = cv2.cvtColor(roi, cv2.COLOR_BGR2YCrCb)
-    mask = cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127))
+    mask = cv2.bitwise_and(mask, cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)))
     if int(np.count_nonzero(mask)) < min_pixels:
         return None
     b, g, r, _ = cv2.mean(roi, mask=mask)

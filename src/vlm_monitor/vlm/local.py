@@ -1,5 +1,5 @@
 """The ``local`` provider: no network, no model download. It describes a clip from signals it
-measures itself: how much and where things changed, faces (OpenCV's shipped Haar cascade),
+measures itself: how much and where things changed, faces (BlazeFace, shipped in the package),
 dominant colours. Good enough for the offline demo and for gating, and honest about it."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _COLOURS = {
 class LocalProvider:
     def __init__(self, config: VlmProviderConfig) -> None:
         self.name = config.name
-        self._detector = FaceDetector(scale_factor=1.2, min_neighbors=5, min_size=40)
+        self._detector = FaceDetector()
 
     def close(self) -> None:
         pass
@@ -80,7 +80,7 @@ class LocalProvider:
         )
 
     def _faces(self, frames: list[np.ndarray]) -> int:
-        # Detection is the expensive step (~40-70 ms a frame): the middle frame only.
+        # One frame is enough to count faces: the middle one.
         frame = frames[len(frames) // 2]
         scale = 640 / frame.shape[1] if frame.shape[1] > 640 else 1.0
         img = cv2.resize(frame, None, fx=scale, fy=scale) if scale != 1.0 else frame
