@@ -18,6 +18,7 @@ from vlm_monitor.config import AnalysisConfig
 from vlm_monitor.results import ResultSink, SessionMap
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
+from vlm_monitor.testing import wait_until
 from vlm_monitor.types import AnalysisResult
 
 STREAM = "exam-7-user-42"  # the default session pattern names its session "7:42"
@@ -182,3 +183,39 @@ async def test_many_threads_count_every_result(rig: Rig) -> None:
         t.join()
     assert rig.sink.counts() == {("analysis", "local"): 800}
     assert len(await rig.pushed(0.5)) == 800  # each pushed once, through the loop
+
+
+def test_metrics_expose_result_counts_and_latency_histograms(server) -> None:
+    """A real server: motion readings and clips described by the local VLM reach /metrics
+    as counts per kind and as histograms (buckets, sum, count)."""
+    clips = {"clip_seconds": 1, "frames_per_clip": 2, "input_fps": 2, "provider": "offline",
+             "min_free_mb": 0}  # fmt: skip
+    srv = server(
+        {"vlm": {"providers": [{"name": "offline", "kind": "local"}]},
+         "streams": [{"id": "cam", "url": "synthetic://?fps=5&size=320x180",
+                      "analyzers": ["motion"], "clips": clips}]}
+    )  # fmt: skip
+    with srv.client() as c:
+
+        def scraped() -> str | None:
+            text = c.get("/metrics").text
+            return text if 'vlm_results_total{kind="clip",origin="local"}' in text else None
+
+        text = wait_until(scraped, 30, what="a clip result counted")
+    assert 'vlm_results_total{kind="analysis",origin="local"}' in text
+    for histogram in (
+        "vlm_analyzer_result_latency_seconds",
+        "vlm_provider_call_seconds",
+        "vlm_clip_result_lag_seconds",
+    ):
+        assert f"# TYPE {histogram} histogram" in text
+        assert f"{histogram}_count" in text and f"{histogram}_sum" in text
+    assert (
+        'vlm_analyzer_result_latency_seconds_bucket{analyzer="motion",le="0.05",origin="local"}'
+        in text
+    )
+    assert 'vlm_provider_call_seconds_bucket{le="+Inf",outcome="ok",provider="offline"}' in text
+    assert 'vlm_clip_result_lag_seconds_bucket{le="600.0"}' in text
+    # The names the dashboards already use are still there.
+    assert 'vlm_analyzer_results_total{analyzer="motion",stream="cam"}' in text
+    assert 'vlm_stream_live{stream="cam"} 1.0' in text

@@ -6,21 +6,26 @@ import asyncio
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vlm_monitor import __version__
 from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.metrics.analyzers import AnalyzerCollector
+from vlm_monitor.metrics.broadcast import BroadcastCollector
+from vlm_monitor.metrics.clips import ClipCollector
+from vlm_monitor.metrics.http import RefusalCollector
+from vlm_monitor.metrics.jobs import JobCollector
+from vlm_monitor.metrics.realtime import RealtimeCollector
+from vlm_monitor.metrics.results import ResultCollector
+from vlm_monitor.metrics.streams import StreamCollector
 from vlm_monitor.services import Services
 from vlm_monitor.sources.url import redact_url
-from vlm_monitor.stats import percentile
 
 router = APIRouter()
 # SQLite (results, events) lives in data_dir: report not ready before its writes fail.
@@ -124,202 +129,30 @@ async def running_config(services: ServicesDep) -> dict[str, Any]:
     return doc
 
 
-class HubCollector(Collector):
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def collect(self) -> Iterator[Metric]:
-        streams = self.services.streams
-        frames = CounterMetricFamily("vlm_stream_frames", "frames decoded", labels=["stream"])
-        errors = CounterMetricFamily("vlm_stream_decode_errors", "decode errors", labels=["stream"])
-        reconnects = CounterMetricFamily("vlm_stream_reconnects", "reconnects", labels=["stream"])
-        fps = GaugeMetricFamily("vlm_stream_fps", "decoded frames/s", labels=["stream"])
-        live = GaugeMetricFamily("vlm_stream_live", "1 when the stream is live", labels=["stream"])
-        subs = GaugeMetricFamily("vlm_stream_subscribers", "hub subscribers", labels=["stream"])
-        delivered = CounterMetricFamily(
-            "vlm_subscription_delivered",
-            "frames handed to a consumer",
-            labels=["stream", "subscriber"],
-        )
-        dropped = CounterMetricFamily(
-            "vlm_subscription_dropped",
-            "frames dropped by the policy",
-            labels=["stream", "subscriber"],
-        )
-        for status in streams.statuses():
-            sid = status["id"]
-            frames.add_metric([sid], status["frames_in"])
-            errors.add_metric([sid], status["decode_errors"])
-            reconnects.add_metric([sid], status["reconnects"])
-            fps.add_metric([sid], status["fps_in"])
-            live.add_metric([sid], 1.0 if status["state"] == "live" else 0.0)
-            subs.add_metric([sid], status["subscribers"])
-            # Summed by subscriber name: ids are per connection and would churn label sets.
-            by_name: dict[str, list[int]] = {}
-            for sub in self.services.hub.subscriptions(sid):
-                totals = by_name.setdefault(sub.name, [0, 0])
-                totals[0] += sub.stats.delivered
-                totals[1] += sub.stats.dropped
-            for name, (n_delivered, n_dropped) in by_name.items():
-                delivered.add_metric([sid, name], n_delivered)
-                dropped.add_metric([sid, name], n_dropped)
-        clip_counts = CounterMetricFamily(
-            "vlm_clips", "clip pipeline counters", labels=["stream", "counter"]
-        )
-        lag = GaugeMetricFamily(
-            "vlm_clip_lag_seconds", "clip end -> inference start", labels=["stream"]
-        )
-        for sid in streams.ids():
-            stats = self.services.clips.status(sid)
-            if stats is None:
-                continue
-            for key, value in stats.items():
-                if isinstance(value, int):
-                    clip_counts.add_metric([sid, key], value)
-            lag.add_metric([sid], stats["lag_s"])
-        per_min = GaugeMetricFamily(
-            "vlm_provider_per_minute",
-            "VLM calls and tokens, last 60 s",
-            labels=["provider", "what"],
-        )
-        breaker = GaugeMetricFamily(
-            "vlm_provider_circuit_open", "1 while the circuit is open", labels=["provider"]
-        )
-        for name, st in self.services.providers.status().items():
-            per_min.add_metric([name, "calls"], st["calls_per_min"])
-            per_min.add_metric([name, "tokens"], st["tokens_per_min"])
-            breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
-        yield from (clip_counts, lag, per_min, breaker)
-        yield from self._analyzers()
-        yield from self._realtime()
-        yield from self._bus()
-        refused = CounterMetricFamily(
-            "vlm_http_refused", "requests refused by auth and limits", labels=["status"]
-        )
-        for code, count in sorted(self.services.refused.items()):
-            refused.add_metric([code], count)
-        yield refused
-        listeners = GaugeMetricFamily("vlm_event_listeners", "connected /ws/events clients")
-        listeners.add_metric([], self.services.bus.listeners)
-        published = CounterMetricFamily("vlm_events_published", "events published")
-        published.add_metric([], self.services.bus.published)
-        yield from (
-            frames,
-            errors,
-            reconnects,
-            fps,
-            live,
-            subs,
-            delivered,
-            dropped,
-            listeners,
-            published,
-        )
-
-    def _analyzers(self) -> Iterator[Metric]:
-        labels = ["stream", "analyzer"]
-        counters = {
-            key: CounterMetricFamily(f"vlm_analyzer_{key}", help_text, labels=labels)
-            for key, help_text in (
-                ("frames", "frames analysed"),
-                ("results", "results published"),
-                ("errors", "analysis failures"),
-                ("dropped", "frames skipped because the analyzer was busy"),
-            )
-        }
-        fps = GaugeMetricFamily("vlm_analyzer_fps", "frames analysed per second", labels=labels)
-        latency = GaugeMetricFamily(
-            "vlm_analyzer_latency_seconds",
-            "frame decoded -> result, recent window",
-            labels=[*labels, "quantile"],
-        )
-        for sid in self.services.streams.ids():
-            for name, st in self.services.analyzers.status(sid).items():
-                for key, family in counters.items():
-                    family.add_metric([sid, name], st[key])
-                fps.add_metric([sid, name], st["fps"])
-                for q in ("50", "99"):
-                    value = st[f"latency_p{q}_s"]
-                    if value is not None:
-                        latency.add_metric([sid, name, str(int(q) / 100)], value)
-        stored = CounterMetricFamily(
-            "vlm_analysis_storage", "analyzer results to SQLite", labels=["outcome"]
-        )
-        for outcome, value in self.services.analysis_writer.status().items():
-            if outcome != "queued":
-                stored.add_metric([outcome], value)
-        emitted = CounterMetricFamily("vlm_socketio_results", "results emitted on Socket.IO")
-        emitted.add_metric([], self.services.socketio.emitted)
-        yield from (*counters.values(), fps, latency, stored, emitted)
-
-    def _realtime(self) -> Iterator[Metric]:
-        metrics = self.services.realtime_metrics
-        active = GaugeMetricFamily("vlm_realtime_sessions", "open /ws/video sessions")
-        active.add_metric([], len(metrics.active))
-        opened = CounterMetricFamily("vlm_realtime_sessions_opened", "sessions opened")
-        opened.add_metric([], metrics.sessions_total)
-        counts = CounterMetricFamily(
-            "vlm_realtime", "realtime session counters (all sessions)", labels=["counter"]
-        )
-        for key, value in metrics.totals().items():
-            counts.add_metric([key], value)
-        latency = GaugeMetricFamily(
-            "vlm_realtime_latency_seconds",
-            "speech onset -> speech.started, speech end -> first delta (recent)",
-            labels=["what", "quantile"],
-        )
-        for what, values in (("onset", metrics.onset_s), ("first_delta", metrics.first_delta_s)):
-            for q in (50, 99):
-                pct = percentile(values, q)
-                if pct is not None:
-                    latency.add_metric([what, str(q / 100)], pct)
-        yield from (active, opened, counts, latency)
-
-    def _bus(self) -> Iterator[Metric]:
-        status = self.services.bus_status()
-        if status["kind"] != "redis":
-            return
-        poller = self.services.jobs  # refreshed in the background: a scrape never waits on Redis
-        jobs = None if poller is None else poller.latest
-        if jobs is not None:
-            queue = GaugeMetricFamily(
-                "vlm_jobs", "jobs in Redis per queue (clip, or the analysed stream)",
-                labels=["queue", "state"],
-            )  # fmt: skip
-            oldest = GaugeMetricFamily(
-                "vlm_jobs_oldest_seconds", "age of the oldest job still queued", labels=["queue"]
-            )
-            queue.add_metric(["dead", "queued"], jobs["dead"])
-            queues = {"clip": jobs, **{f"analyze:{s}": q for s, q in jobs["analysis"].items()}}
-            for name, q in queues.items():
-                for state in ("queued", "lag", "in_work"):
-                    queue.add_metric([name, state], q[state])
-                if q["oldest_s"] is not None:
-                    oldest.add_metric([name], q["oldest_s"])
-            beat = GaugeMetricFamily(
-                "vlm_worker_heartbeat_age_seconds", "since each worker's last heartbeat",
-                labels=["worker"],
-            )  # fmt: skip
-            done = CounterMetricFamily(
-                "vlm_worker_jobs", "jobs per worker", labels=["worker", "outcome"]
-            )
-            now = time.time()
-            for name, w in jobs["workers"].items():
-                beat.add_metric([name], round(now - w["last_heartbeat"], 3))
-                for outcome in ("done", "failed", "dead", "frames", "analysis_errors"):
-                    done.add_metric([name, outcome], w.get(outcome, 0))
-            yield from (queue, oldest, beat, done)
-        up = GaugeMetricFamily("vlm_bus_connected", "1 while the Redis relay is connected")
-        up.add_metric([], 1.0 if status["connected"] else 0.0)
-        counts = CounterMetricFamily("vlm_bus_relay", "Redis relay counters", labels=["counter"])
-        for key in ("sent", "received", "dropped", "reconnects"):
-            counts.add_metric([key], status[key])
-        yield from (up, counts)
-
-
 def metrics_registry(services: Services) -> CollectorRegistry:
+    """One collector per domain, each given only what it reads."""
     registry = CollectorRegistry()
-    registry.register(HubCollector(services))
+    streams = services.streams
+    results = ResultCollector(services.results.counts, services.results.failures)
+    services.results.listen(results.on_result)
+    services.providers.listen(results.on_vlm_call)
+    jobs = services.jobs
+    collectors: list[Collector] = [
+        StreamCollector(streams.statuses, services.hub.subscriptions),
+        AnalyzerCollector(streams.ids, services.analyzers.status, services.analysis_writer.status),
+        ClipCollector(streams.ids, services.clips.status, services.providers.status),
+        results,
+        RealtimeCollector(services.realtime_metrics),
+        BroadcastCollector(
+            services.bus,
+            lambda: services.socketio.emitted,
+            lambda: None if services.relay is None else services.relay.status(),
+        ),
+        JobCollector(lambda: None if jobs is None else jobs.latest),
+        RefusalCollector(services.refused),
+    ]
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 

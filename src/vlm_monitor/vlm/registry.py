@@ -64,6 +64,12 @@ class ProviderSet:
 
         return analyze
 
+    def listen(self, listener: Callable[[str, float, bool], None]) -> None:
+        """``listener(provider, seconds, ok)`` after each request to any of the providers, on
+        the calling thread: quick and thread-safe (latency histograms)."""
+        for provider in self.providers.values():
+            provider.listeners.append(listener)
+
     def status(self) -> dict[str, Any]:
         out = {}
         for name, p in self.providers.items():
@@ -73,6 +79,7 @@ class ProviderSet:
                 "calls_per_min": calls,
                 "tokens_per_min": tokens,
                 "circuit_open": p.breaker_open,
+                "circuit": p.breaker_state,
             }
         return out
 
