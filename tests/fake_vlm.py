@@ -16,7 +16,7 @@ DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
 class FakeVlm:
     """Behaviours are queued per call: "ok", "429", "500", "badjson", ("slow", seconds),
-    ("text", answer). With the queue empty it answers "ok"."""
+    ("text", answer), ("status", code). With the queue empty it answers "ok"."""
 
     def __init__(self, answer: str = "A ball moves across the picture.") -> None:
         self.answer = answer
@@ -70,6 +70,8 @@ class FakeVlm:
             time.sleep(what[1])
         elif isinstance(what, tuple) and what[0] == "text":
             text = what[1]
+        elif isinstance(what, tuple) and what[0] == "status":
+            return self._send(h, what[1], b'{"error": {"message": "refused"}}')
         elif what == "429":
             return self._send(
                 h, 429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0.3"}

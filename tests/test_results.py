@@ -125,7 +125,18 @@ def test_remote_provider_requests_and_errors(server, monkeypatch) -> None:
             assert req["headers"]["Authorization"] == "Bearer sk-e2e"
             content = req["json"]["messages"][0]["content"]
             assert content[0] == {"type": "text", "text": "Is anything wrong?"}
-            assert len(content) == 4 and req["json"]["response_format"] == {"type": "json_object"}
+            assert len(content) == 4 and req["json"]["response_format"] == {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "schema": {
+                        "type": "object",
+                        "required": ["alert", "reason"],
+                        "properties": {"alert": {"type": "boolean"}},
+                    },
+                    "strict": True,
+                },
+            }
             fake.behaviours.extend(["500"] * 3 + ["badjson"] * 3 + [("text", "not json")] * 3)
             first_bad = ok["id"]
 
@@ -140,7 +151,7 @@ def test_remote_provider_requests_and_errors(server, monkeypatch) -> None:
             assert any("HTTP 500" in e for e in errors)
             assert any("circuit open" in e for e in errors)  # 4 failures in a row opened it
             assert any("not JSON" in e for e in errors)
-            assert any("no JSON object" in e for e in errors)  # the schema post-processor
+            assert any("no JSON object" in e for e in errors)  # even after the repair retry
     finally:
         fake.close()
 

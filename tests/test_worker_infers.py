@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from vlm_monitor import cli
@@ -78,6 +79,8 @@ class EventListener(threading.Thread):
                     self.events.append(json.loads(ws.recv(timeout=0.5)))
                 except TimeoutError:
                     continue
+                except ConnectionClosed:
+                    return  # the server stopped (at the end of a test, passed or not)
 
 
 def test_worker_runs_its_streams_analyzers_and_the_backend_publishes_them(

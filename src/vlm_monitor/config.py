@@ -23,6 +23,7 @@ from pydantic import (
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
 from vlm_monitor.sources.url import parse_source_url, parse_stream_source, redact_url
+from vlm_monitor.vlm.schemas import check_schema
 
 log = logging.getLogger("vlm_monitor.config")
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -135,8 +136,11 @@ class ClipsConfig(_Model):
         "Describe anything unusual in this video.",
         description="template: $stream $start $end $frames $motion",
     )
-    schema_: dict[str, Any] | None = Field(
-        None, alias="schema", description="JSON schema for structured answers"
+    schema_: Annotated[dict[str, Any] | str | None, AfterValidator(check_schema)] = Field(
+        None,
+        alias="schema",
+        description="structured answers: a JSON Schema (Draft 2020-12, checked at load), or "
+        "a built-in by name: review",
     )
     concurrency: int = Field(1, ge=1, le=16, description="inference workers for this stream")
     dispatch: Literal["local", "redis"] = Field(
@@ -282,11 +286,22 @@ class VlmProviderConfig(_Model):
     retries: int = Field(2, ge=0, le=10, description="retries on 429/5xx/timeouts")
     concurrency: int = Field(2, ge=1, le=64, description="calls in flight at once")
     calls_per_minute: int | None = Field(None, ge=1, description="budget; null = unlimited")
-    breaker_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        description="provider failures (5xx, 408, 429, timeouts, connection errors) in a row "
+        "that open the circuit",
+    )
     breaker_reset_s: float = Field(
-        30.0, gt=0, description="an open circuit tries again after this many seconds"
+        30.0, gt=0, description="an open circuit lets one probe call through after this long, s"
     )
     max_tokens: int = Field(512, ge=1, description="longest answer, tokens")
+    structured: Literal["json_schema", "json_object", "prompt"] = Field(
+        "json_schema",
+        description="openai, when a schema is set: response_format json_schema (strict), "
+        "json_object (JSON mode, schema in the prompt) or prompt (schema in the prompt only, "
+        "for servers without response_format)",
+    )
     jpeg_quality: int = Field(80, ge=10, le=100, description="frames sent as JPEG at this quality")
 
     @model_validator(mode="after")

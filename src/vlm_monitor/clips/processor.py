@@ -26,22 +26,23 @@ import queue
 import string
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from vlm_monitor.clips.builder import ClipBuilder, SamplingFailed
 from vlm_monitor.clips.clipqueue import ClipQueue
 from vlm_monitor.clips.clock import MediaClock
-from vlm_monitor.clips.sampling import STRATEGIES, SamplingStrategy, change_scores
-from vlm_monitor.clips.store import ClipStore, DiskFullError
+from vlm_monitor.clips.sampling import SamplingStrategy
+from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
 from vlm_monitor.clips.workers import WorkerThreads
 from vlm_monitor.config import ClipsConfig
 from vlm_monitor.stats import percentile
-from vlm_monitor.vlm.base import ProviderError, VlmAnswer, VlmRequest
-from vlm_monitor.vlm.postprocess import JsonSchemaProcessor, ResultPostProcessor
+from vlm_monitor.vlm.base import ProviderError, StructuredAnswerError, VlmAnswer, VlmRequest
+from vlm_monitor.vlm.postprocess import ResultPostProcessor
+from vlm_monitor.vlm.schemas import resolve_schema
 
 log = logging.getLogger("vlm_monitor.clips")
 
@@ -91,16 +92,15 @@ class AsyncVideoProcessor:
         self._result_cond = threading.Condition()
         self.frame_buffer: list[FrameData] = []
         self.stop_event = threading.Event()
-        self._strategy: SamplingStrategy = STRATEGIES[config.sampling]()
-        self._post: ResultPostProcessor | None = (
-            JsonSchemaProcessor(config.schema_) if config.schema_ else None
-        )
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._builder = ClipBuilder(stream, config, store, self.stats)
+        # The provider validates answers against the schema (with a repair retry); a
+        # post-processor set here is for custom parsing on top.
+        self._post: ResultPostProcessor | None = None
+        self._schema = resolve_schema(config.schema_)
         self._clock = MediaClock()
         self._workers = WorkerThreads(self.stop_event)
-        self.paused_reason: str | None = None
-        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self.plugin_errors_by_stage: dict[str, int] = dict.fromkeys(PLUGIN_STAGES, 0)
-        self._build_times: collections.deque[float] = collections.deque(maxlen=200)
         self._last_lag = 0.0
 
     # ---------------------------------------------------------------- public API (the original's)
@@ -146,7 +146,7 @@ class AsyncVideoProcessor:
             return self.result_queue.popleft() if self.result_queue else None
 
     def set_sampling_strategy(self, strategy: SamplingStrategy) -> None:
-        self._strategy = strategy
+        self._builder.strategy = strategy
 
     def set_result_processor(self, processor: ResultPostProcessor | None) -> None:
         self._post = processor
@@ -155,8 +155,8 @@ class AsyncVideoProcessor:
         return {
             **self.stats,
             "sampling": self._strategy_name(),
-            "clip_build_p50_s": percentile(self._build_times, 50),
-            "clip_build_p99_s": percentile(self._build_times, 99),
+            "clip_build_p50_s": percentile(self._builder.build_times, 50),
+            "clip_build_p99_s": percentile(self._builder.build_times, 99),
             "lag_s": round(self._last_lag, 3),
             "paused_reason": self.paused_reason,
             "plugin_errors_by_stage": dict(self.plugin_errors_by_stage),
@@ -194,75 +194,15 @@ class AsyncVideoProcessor:
                 if self.config.overlap_s
                 else []
             )
-            info = self._build_clip(buffered)
+            try:
+                info = self._builder.build(buffered)
+            except SamplingFailed as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                error = self._plugin_failed("sampling", str(exc), cause)
+                self._deliver(self._builder.failed_clip(buffered, error))
+                continue
             if info is not None and not self.video_queue.put(info, self.stop_event):
                 self._discard(info, "stopped")
-
-    def _build_clip(self, buffered: list[FrameData]) -> VideoInfo | None:
-        started = time.perf_counter()
-        try:
-            sampled = list(self._strategy.sample_frames(buffered, self.config.frames_per_clip))
-            if not all(isinstance(f, FrameData) for f in sampled):
-                raise TypeError("sample_frames must return FrameData records from its input")
-        except Exception as exc:
-            what = f"sampling strategy {self._strategy_name()!r}"
-            self._deliver(self._failed_clip(buffered, self._plugin_failed("sampling", what, exc)))
-            return None
-        if not sampled:
-            return None
-        scores = change_scores(sampled)[1:]
-        motion = float(np.mean(scores)) if scores else 0.0
-        if self.config.min_motion is not None and motion < self.config.min_motion:
-            self.stats["clips_gated"] += 1
-            return None
-        span = sampled[-1].relative_timestamp - sampled[0].relative_timestamp
-        fps = (len(sampled) - 1) / span if span > 0 and len(sampled) > 1 else 1.0
-        try:
-            clip_id, path = self.store.write(sampled, fps)
-        except DiskFullError as exc:
-            self.stats["clips_skipped_disk"] += 1
-            if self.paused_reason is None:
-                log.error(
-                    "clip writing paused",
-                    extra={"fields": {"stream": self.stream, "reason": str(exc)}},
-                )
-            self.paused_reason = str(exc)
-            return None
-        except (OSError, ValueError) as exc:
-            self.stats["clip_write_errors"] += 1
-            log.error(
-                "clip write failed", extra={"fields": {"stream": self.stream, "error": str(exc)}}
-            )
-            return None
-        if self.paused_reason is not None:
-            log.info("clip writing resumed", extra={"fields": {"stream": self.stream}})
-            self.paused_reason = None
-        build_s = time.perf_counter() - started
-        self._build_times.append(build_s)
-        self.stats["videos_created"] += 1
-        return VideoInfo(
-            video_path=str(path),
-            frame_count=len(sampled),
-            created_at=time.time(),
-            start_relative_timestamp=sampled[0].relative_timestamp,
-            end_relative_timestamp=sampled[-1].relative_timestamp,
-            original_frame_range=[buffered[0].frame_number, buffered[-1].frame_number],
-            sampling_info={
-                "strategy": self._strategy_name(),
-                "buffered": len(buffered),
-                "sampled": len(sampled),
-                "target": self.config.frames_per_clip,
-                "fps": round(fps, 4),
-                "frame_numbers": [f.frame_number for f in sampled],
-            },
-            stream=self.stream,
-            clip_id=clip_id,
-            start_timestamp=sampled[0].timestamp,
-            end_timestamp=buffered[-1].timestamp,
-            build_s=build_s,
-            motion=motion,
-            frames=sampled,
-        )
 
     def _inference_worker(self) -> None:
         while not self.stop_event.is_set():
@@ -292,7 +232,7 @@ class AsyncVideoProcessor:
             [f.timestamp for f in info.frames],
             info.video_path,
             info.motion,
-            self.config.schema_,
+            self._schema,
         )
         stage, what = "provider", "VLM provider call"
         try:
@@ -308,6 +248,13 @@ class AsyncVideoProcessor:
             if self._post is not None:
                 stage, what = "postprocess", f"result processor {type(self._post).__name__}"
                 structured = self._post.process_result(text)
+        except StructuredAnswerError as exc:  # keep what the model said, next to why not
+            text, model, tokens, error = (
+                exc.answer.text,
+                exc.answer.model,
+                exc.answer.tokens,
+                str(exc),
+            )
         except (ProviderError, ValueError) as exc:
             error = str(exc)
         except Exception as exc:
@@ -337,7 +284,11 @@ class AsyncVideoProcessor:
         )
 
     def _strategy_name(self) -> str:
-        return str(getattr(self._strategy, "name", "custom"))
+        return self._builder.strategy_name()
+
+    @property
+    def paused_reason(self) -> str | None:
+        return self._builder.paused_reason
 
     def _plugin_failed(self, stage: str, what: str, exc: Exception) -> str:
         """Counts and logs (with the traceback) a plug-in's exception; the clip's error text."""
@@ -350,32 +301,6 @@ class AsyncVideoProcessor:
             extra={"fields": {"stream": self.stream, "stage": stage, "error": error}},
         )
         return error
-
-    def _failed_clip(self, buffered: list[FrameData], error: str) -> ResultData:
-        """The result of a clip that never got a file: it is reported like any other."""
-        now = time.time()
-        first, last = buffered[0], buffered[-1]
-        info = VideoInfo(
-            video_path="",
-            frame_count=0,
-            created_at=now,
-            start_relative_timestamp=first.relative_timestamp,
-            end_relative_timestamp=last.relative_timestamp,
-            original_frame_range=[first.frame_number, last.frame_number],
-            sampling_info={
-                "strategy": self._strategy_name(),
-                "buffered": len(buffered),
-                "sampled": 0,
-                "target": self.config.frames_per_clip,
-            },
-            stream=self.stream,
-            # Shaped like a written clip's id: results posted by a clip worker need one.
-            clip_id=f"{int(now * 1000)}-{uuid.uuid4().hex[:8]}",
-            start_timestamp=first.timestamp,
-            end_timestamp=last.timestamp,
-        )
-        stamp = iso(now)
-        return ResultData("", "", info, now, now, 0.0, stamp, stamp, error, self.stream)
 
     def _deliver(self, result: ResultData) -> None:
         with self._result_cond:

@@ -24,6 +24,8 @@ class VlmRequest:
     video_path: str | None = None
     motion: float = 0.0  # 0..255, mean change between sampled frames
     schema: dict[str, Any] | None = None  # JSON schema the answer should follow, if any
+    # (previous answer, what was wrong with it): the one repair retry of a structured answer.
+    repair: tuple[str, str] | None = None
 
 
 @dataclass
@@ -36,13 +38,29 @@ class VlmAnswer:
 
 
 class ProviderError(RuntimeError):
-    """A failed call. ``retryable`` for 429/5xx/timeouts; ``retry_after`` in seconds if told."""
+    """A failed call. ``retryable`` for 408/429/5xx/timeouts; ``retry_after`` in seconds if
+    told. ``provider_fault`` (default: ``retryable``) counts it against the provider's circuit
+    breaker: a request one stream got wrong (a 400) must not cut the provider off for all."""
 
     def __init__(
-        self, message: str, retryable: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        provider_fault: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable, self.retry_after = retryable, retry_after
+        self.provider_fault = retryable if provider_fault is None else provider_fault
+
+
+class StructuredAnswerError(ProviderError):
+    """An answer that is not valid JSON for the schema, even after the repair retry. Carries
+    the last answer, so the result can show what the model said."""
+
+    def __init__(self, message: str, answer: VlmAnswer) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class Provider(Protocol):

@@ -16,6 +16,7 @@ from vlm_monitor.vlm.base import (
     image_grid,
     jpeg_data_url,
 )
+from vlm_monitor.vlm.schemas import schema_instruction, schema_name
 
 DASHSCOPE_URL = "https://dashscope.aliyuncs.com"
 DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -65,13 +66,15 @@ class _HttpProvider:
             raise ProviderError(
                 f"{self.name}: {type(exc).__name__}: {exc}", retryable=True
             ) from None
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code in (408, 429) or resp.status_code >= 500:
             raise ProviderError(
                 f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}",
                 retryable=True,
                 retry_after=_retry_after(resp),
             )
         if resp.status_code >= 400:
+            # The request was refused (bad schema, image too large, wrong key): asking again
+            # would get the same answer, and the provider itself is up.
             raise ProviderError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:300]}")
         try:
             doc = resp.json()
@@ -89,6 +92,26 @@ class _HttpProvider:
             frames = [image_grid(frames)]
         return [jpeg_data_url(f, self.config.jpeg_quality) for f in frames]
 
+    def _prompt(self, request: VlmRequest, schema_in_request: bool) -> str:
+        if request.schema is None or schema_in_request:
+            return request.prompt
+        return request.prompt + schema_instruction(request.schema)
+
+
+def _repair_turns(request: VlmRequest) -> list[dict[str, Any]]:
+    """The previous answer and what was wrong with it, so the model can correct itself."""
+    if request.repair is None:
+        return []
+    previous, problem = request.repair
+    return [
+        {"role": "assistant", "content": previous},
+        {
+            "role": "user",
+            "content": f"That answer cannot be used: {problem}\nAnswer again with the "
+            "corrected JSON object only.",
+        },
+    ]
+
 
 @PROVIDER_KINDS.register("openai")
 class OpenAIProvider(_HttpProvider):
@@ -97,17 +120,28 @@ class OpenAIProvider(_HttpProvider):
 
     def analyze(self, request: VlmRequest) -> VlmAnswer:
         images = self._images(request)
-        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+        structured = self.config.structured if request.schema is not None else None
+        prompt = self._prompt(request, structured == "json_schema")
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
         if self.config.mode == "video":
             content.append({"type": "video", "video": images})
         else:
             content += [{"type": "image_url", "image_url": {"url": url}} for url in images]
         body: dict[str, Any] = {
             "model": self.config.model,
-            "messages": [{"role": "user", "content": content}],
+            "messages": [{"role": "user", "content": content}, *_repair_turns(request)],
             "max_tokens": self.config.max_tokens,
         }
-        if request.schema is not None:
+        if structured == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema_name(request.schema),
+                    "schema": request.schema,
+                    "strict": True,
+                },
+            }
+        elif structured == "json_object":
             body["response_format"] = {"type": "json_object"}
         doc = self._post(f"{(self.config.base_url or '').rstrip('/')}/chat/completions", body)
         try:
@@ -131,9 +165,13 @@ class DashScopeProvider(_HttpProvider):
     def analyze(self, request: VlmRequest) -> VlmAnswer:
         images = self._images(request)
         media: dict[str, Any] = {"image": images[0]} if len(images) == 1 else {"video": images}
+        prompt = self._prompt(request, False)  # the native API takes no schema: it is prompted
+        turns = [
+            {"role": t["role"], "content": [{"text": t["content"]}]} for t in _repair_turns(request)
+        ]
         body = {
             "model": self.config.model,
-            "input": {"messages": [{"role": "user", "content": [media, {"text": request.prompt}]}]},
+            "input": {"messages": [{"role": "user", "content": [media, {"text": prompt}]}, *turns]},
             "parameters": {"max_tokens": self.config.max_tokens},
         }
         base = (self.config.base_url or DASHSCOPE_URL).rstrip("/")

@@ -5,6 +5,8 @@ dominant colours. Good enough for the offline demo and for gating, and honest ab
 from __future__ import annotations
 
 import itertools
+import json
+from typing import Any
 
 import cv2
 import numpy as np
@@ -67,17 +69,31 @@ class LocalProvider:
         )
         parts.append("mostly " + " and ".join(colours))
         text = "; ".join(parts) + "."
-        return VlmAnswer(
-            text=text[0].upper() + text[1:],
-            model="local-signals",
-            structured={
-                "motion_level": round(level, 2),
-                "changed_regions": regions,
-                "faces": faces,
-                "dominant_colours": colours,
-                "alert": bool(faces) or level >= 12,
-            },
+        text = text[0].upper() + text[1:]
+        signals: dict[str, Any] = {
+            "motion_level": round(level, 2),
+            "changed_regions": regions,
+            "faces": faces,
+            "dominant_colours": colours,
+            "alert": bool(faces) or level >= 12,
+        }
+        if request.schema is None:
+            return VlmAnswer(text=text, model="local-signals", structured=signals)
+        # Asked for JSON: the review shape it can fill honestly, else its own signals (the
+        # schema check then says plainly what it cannot provide).
+        doc = (
+            {
+                "title": motion,
+                "scene": "mostly " + " and ".join(colours),
+                "summary": text,
+                "confidence": 0.3,
+                "threat_level": 1 if signals["alert"] else 0,
+                "objects": ["person"] * min(faces, 1),
+            }
+            if request.schema.get("title") == "review"
+            else signals
         )
+        return VlmAnswer(text=json.dumps(doc), model="local-signals")
 
     def _faces(self, frames: list[np.ndarray]) -> int:
         # One frame is enough to count faces: the middle one.

@@ -79,6 +79,7 @@ class ProviderSet:
                 "calls_per_min": calls,
                 "tokens_per_min": tokens,
                 "circuit_open": p.breaker_open,
+                "circuit": p.breaker_state,
             }
         return out
 

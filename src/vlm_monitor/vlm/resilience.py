@@ -1,5 +1,11 @@
 """Per-provider protection: concurrency limit, calls-per-minute budget, retries with back-off
-(honouring Retry-After), circuit breaker; and groups of providers (round robin or fallback)."""
+(honouring Retry-After), circuit breaker; and groups of providers (round robin or fallback).
+
+The breaker counts only failures that say the provider is in trouble (5xx, 408, 429,
+timeouts, connection errors): a 400 earned by one stream's request leaves it closed for the
+others. ``breaker_failures`` of those in a row open it; after ``breaker_reset_s`` it is
+half-open and lets exactly one call through as a probe: success closes it, a failure opens
+it again for another ``breaker_reset_s``. Calls while open or probing fail at once."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.vlm.base import Provider, ProviderError, VlmAnswer, VlmRequest
+from vlm_monitor.vlm.structured import answer_structured
 
 log = logging.getLogger("vlm_monitor.vlm")
 
@@ -51,22 +58,35 @@ class GuardedProvider:
         self._lock = threading.Lock()
         self._recent_calls: collections.deque[float] = collections.deque()
         self._consecutive_failures = 0
+        self._open = False
         self._open_until = 0.0
+        self._probing = False  # half-open: the one probe call is in flight
         self._call_times: collections.deque[tuple[float, int]] = collections.deque()
 
     @property
     def breaker_open(self) -> bool:
-        return time.monotonic() < self._open_until
+        return self.breaker_state != "closed"
 
-    def _admit(self) -> None:
+    @property
+    def breaker_state(self) -> str:
+        """``closed``, ``open`` or ``half_open`` (a probe may go, or is in flight)."""
+        if not self._open:
+            return "closed"
+        return "half_open" if self._probing or time.monotonic() >= self._open_until else "open"
+
+    def _admit(self) -> bool:
+        """Raises when the call may not go; True when it goes as the half-open probe."""
         now = time.monotonic()
+        probe = False
         with self._lock:
-            if now < self._open_until:
+            if self._open and (self._probing or now < self._open_until):
                 self.stats.rejected_open += 1
-                raise ProviderError(
-                    f"{self.name}: circuit open for another "
-                    f"{self._open_until - now:.0f} s after repeated failures"
+                wait = (
+                    "a probe call is in flight"
+                    if self._probing
+                    else f"another {self._open_until - now:.0f} s"
                 )
+                raise ProviderError(f"{self.name}: circuit open after repeated failures: {wait}")
             while self._recent_calls and now - self._recent_calls[0] > 60:
                 self._recent_calls.popleft()
             if (
@@ -77,20 +97,31 @@ class GuardedProvider:
                 raise ProviderError(
                     f"{self.name}: budget of {self.calls_per_minute} calls/min used"
                 )
+            if self._open:
+                self._probing = probe = True
             self._recent_calls.append(now)
+        return probe
 
-    def _record(self, ok: bool, tokens: int = 0) -> None:
+    def _record(self, ok: bool, fault: bool, probe: bool, tokens: int = 0) -> None:
+        """``fault``: a failure that counts against the provider (see the module doc)."""
         with self._lock:
             self.stats.calls += 1
             self.stats.tokens += tokens
             self._call_times.append((time.monotonic(), tokens))
-            if ok:
-                self._consecutive_failures = 0
+            if not ok:
+                self.stats.failures += 1
+            if probe:
+                self._probing = False
+            if ok or not fault:
+                if ok:
+                    self._consecutive_failures = 0
+                if probe:  # it answered, so it is reachable again
+                    self._open = False
+                    log.info("provider circuit closed", extra={"fields": {"provider": self.name}})
                 return
-            self.stats.failures += 1
             self._consecutive_failures += 1
-            if self._consecutive_failures >= self.breaker_failures:
-                self._open_until = time.monotonic() + self.breaker_reset_s
+            if probe or self._consecutive_failures >= self.breaker_failures:
+                self._open, self._open_until = True, time.monotonic() + self.breaker_reset_s
                 self._consecutive_failures = 0
                 log.warning(
                     "provider circuit opened",
@@ -106,22 +137,31 @@ class GuardedProvider:
             return len(self._call_times), sum(t for _, t in self._call_times)
 
     def analyze(self, request: VlmRequest) -> VlmAnswer:
+        """The answer; with a schema, validated (one repair retry, see ``structured``)."""
+        return answer_structured(self._call, request)
+
+    def _call(self, request: VlmRequest) -> VlmAnswer:
         attempt = 0
         while True:
-            self._admit()
+            probe = self._admit()
             with self._slots:
                 started = time.monotonic()
                 try:
                     answer = self.inner.analyze(request)
                 except ProviderError as exc:
                     self._heard(time.monotonic() - started, False)
-                    self._record(False)
+                    self._record(False, exc.provider_fault, probe)
                     if not exc.retryable or attempt >= self.retries:
                         raise
                     error = exc
+                except BaseException:
+                    # A provider's own bug says nothing about the service; a probe slot must
+                    # not stay taken by it, or the circuit would never close again.
+                    self._record(False, False, probe)
+                    raise
                 else:
                     self._heard(time.monotonic() - started, True)
-                    self._record(True, answer.tokens)
+                    self._record(True, False, probe, answer.tokens)
                     return answer
             attempt += 1
             self.stats.retries += 1
@@ -164,10 +204,12 @@ class ProviderGroup:
             order = self.providers[start:] + self.providers[:start]
         else:
             order = self.providers
-        errors = []
+        errors: list[ProviderError] = []
         for provider in order:
             try:
                 return provider.name, provider.analyze(request)
             except ProviderError as exc:
-                errors.append(str(exc))
-        raise ProviderError(" | ".join(errors))
+                errors.append(exc)
+        if len(errors) == 1:  # as it was: the caller may want what it carries (the answer)
+            raise errors[0]
+        raise ProviderError(" | ".join(map(str, errors)))

@@ -94,13 +94,13 @@ class ResultPoster:
         self._pending.append(doc)
         self._wake.set()
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Until ``stopping`` is set and nothing is left to send."""
+    async def run(self, produced: asyncio.Event) -> None:
+        """Until ``produced`` is set (no more results will come) and nothing is left."""
         failures = 0
-        while self._pending or not stopping.is_set():
+        while self._pending or not produced.is_set():
             if not self._pending:
                 self._wake.clear()
-                waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, stopping)]
+                waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, produced)]
                 _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()

@@ -151,7 +151,9 @@ async def _infer(
         )
     token = config.server.api_token
     poster = ResultPoster(backend_url, token)
-    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(poster.run(stopping))]
+    # Set once nothing more can be produced: analyses under way at ``stopping`` still post.
+    produced = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(poster.run(produced))]
     if stream.clips:
         # Its own subscription, at the clip pipeline's rate; it stops at --duration or when
         # cancelled.
@@ -172,6 +174,7 @@ async def _infer(
             task.cancel()  # its VLM calls under way may end (and post) while it stops
         if tasks[1:]:
             await asyncio.wait(tasks[1:], timeout=2 * FLUSH_S)
+        produced.set()
         try:
             await asyncio.wait_for(asyncio.shield(tasks[0]), FLUSH_S)
         except TimeoutError:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from vlm_monitor.flows.nodes.base import (
     CLIP,
@@ -25,12 +25,18 @@ from vlm_monitor.flows.nodes.base import (
     RunContext,
 )
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
+from vlm_monitor.vlm.schemas import check_schema, resolve_schema
 
 
 class VlmParams(Params):
     prompt: str = Field(max_length=8000, description="template: $stream $flow $<input node>")
     provider: str | None = Field(None, description="a configured provider; null = the first")
-    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    schema_: Annotated[dict[str, Any] | str | None, AfterValidator(check_schema)] = Field(
+        None,
+        alias="schema",
+        description="JSON Schema the answer must match (checked when the flow is loaded), or "
+        "a built-in by name: review",
+    )
     max_frames: int = Field(8, ge=1, le=32)
 
 
@@ -81,7 +87,7 @@ class VlmNode(NodeType):
             prompt=ctx.render(p.prompt, inputs, stream),
             frames=frames,
             timestamps=stamps,
-            schema=p.schema_,
+            schema=resolve_schema(p.schema_),
         )
         answer: VlmAnswer = await ctx.blocking(provider.analyze, request)
         return {
