@@ -11,6 +11,7 @@ PKGS=(
   tesseract-ocr tesseract-ocr-eng                          # the OCR analyzer
   espeak-ng                                                # speech for the realtime VAD tests
   redis-server                                             # bus kind redis (multi-node tests)
+  mosquitto                                                # a real MQTT broker (MQTT tests)
 )
 missing=()
 for p in "${PKGS[@]}"; do

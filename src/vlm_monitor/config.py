@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
+from vlm_monitor.config_events import EventsConfig, MqttConfig
 from vlm_monitor.sources.url import parse_source_url, parse_stream_source, redact_url
 from vlm_monitor.vlm.schemas import check_schema
 
@@ -526,6 +527,12 @@ class Config(_Model):
     )
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig, description="WHIP ingest")
     bus: BusConfig = Field(default_factory=BusConfig, description="events across nodes")
+    events: EventsConfig = Field(
+        default_factory=EventsConfig, description="incidents a person should see"
+    )
+    mqtt: MqttConfig | None = Field(
+        None, description="MQTT broker and Home Assistant discovery; null = none"
+    )
 
     def secrets(self) -> tuple[str, ...]:
         """Every token and API key this configuration holds or names: never to be logged."""
@@ -533,6 +540,7 @@ class Config(_Model):
         values += [s.whip_token for s in self.streams]
         keys = [p.api_key_env for p in self.vlm.providers]
         keys += [p.api_key_env for p in self.realtime.providers]
+        keys += [self.mqtt.password_env] if self.mqtt is not None else []
         values += [os.environ.get(k) for k in keys if k]
         return tuple(v for v in values if v)
 

@@ -20,12 +20,14 @@ from vlm_monitor.broadcast.redis_relay import RedisRelay
 from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
+from vlm_monitor.events import EventService
 from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
 from vlm_monitor.jobs.status import JobStatusPoller
 from vlm_monitor.memory import HeapTrimmer
+from vlm_monitor.notify.mqtt import MqttBridge
 from vlm_monitor.realtime.metrics import RealtimeMetrics
 from vlm_monitor.results import ResultSink, SessionMap
 from vlm_monitor.sources.manager import StreamManager
@@ -58,6 +60,23 @@ class Services:
         self.sessions = SessionMap(self.store, config.analysis.session_pattern)
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.results = ResultSink(self.bus, self.store, self.sessions, self.analysis_writer)
+        ev = config.events
+        self.events = EventService(
+            Path(config.server.data_dir),
+            self.bus,
+            self.hub.latest,
+            ev.idle_close_s,
+            ev.keep_days,
+            ev.keep_max,
+            ev.snapshot_quality,
+        )
+        self.results.listen(self.events.on_result)
+        self.mqtt: MqttBridge | None = None
+        if config.mqtt is not None:
+            self.mqtt = MqttBridge(config.mqtt, [s.id for s in config.streams])
+            self.events.subscribers.append(self.mqtt.on_event)
+            self.events.state_subscribers.append(self.mqtt.on_stream_state)
+            self.results.listen(self.mqtt.on_result)
         self.clips = ClipService(
             self.providers,
             self.hub,
@@ -133,6 +152,9 @@ class Services:
         self.results.bind(loop)
         await self.analyzers.bind(loop)
         await self.sessions.load()
+        await self.events.start()  # before streams: their first states count
+        if self.mqtt is not None:
+            self.mqtt.start()
         if self.relay is not None:
             await self.relay.start()
         if self.jobs is not None:
@@ -170,6 +192,9 @@ class Services:
             await self.jobs.stop()
         if self.relay is not None:
             await self.relay.stop()
+        await self.events.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         await asyncio.to_thread(self.analysis_writer.close)
         self.providers.close()
         await self.heap.stop()

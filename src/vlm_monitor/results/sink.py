@@ -63,8 +63,10 @@ class ResultSink:
         doc = result.to_json()
         doc["session_id"] = self._session(result.stream)
         self._broadcast(Event("analysis", result.stream, doc))
-        self.writer.put({"stream": result.stream, **doc})
-        self._done("analysis", result.origin, doc)
+        stored = {"stream": result.stream, **doc}
+        self.writer.put(stored)
+        # Listeners get the stream with the reading (events need it; the push has it apart).
+        self._done("analysis", result.origin, stored)
 
     def clip(self, doc: dict[str, Any], origin: Origin = "local") -> dict[str, Any]:
         """A clip's description (ResultData's JSON): stored first, so the ``result`` event

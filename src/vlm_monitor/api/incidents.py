@@ -1,0 +1,60 @@
+"""``/api/events``: incidents (motion, alerts, attention, streams offline), newest first, with
+full-text search, the snapshot that shows each, and acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as FastApiPath
+from fastapi.responses import Response
+
+from vlm_monitor.api.deps import ServicesDep
+from vlm_monitor.events.model import KINDS
+
+router = APIRouter()
+EventId = Annotated[str, FastApiPath(pattern=r"^[0-9a-f]{1,32}$")]
+
+
+@router.get("/api/events")
+async def list_events(
+    services: ServicesDep,
+    stream: str | None = Query(None, max_length=64),
+    kind: str | None = Query(None, description=f"one of {', '.join(KINDS)}"),
+    since: float | None = Query(None, description="unix seconds: updated at or after"),
+    q: str | None = Query(None, max_length=500, description="words in title, summary, VLM text"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    if kind is not None and kind not in KINDS:
+        raise HTTPException(422, f"kind: one of {', '.join(KINDS)}")
+    store = services.events.store
+    return await asyncio.to_thread(store.query, stream, kind, since, q, limit)
+
+
+@router.get("/api/events/{event_id}")
+async def get_event(services: ServicesDep, event_id: EventId) -> dict[str, Any]:
+    doc = await asyncio.to_thread(services.events.store.get, event_id)
+    if doc is None:
+        raise HTTPException(404, f"unknown event {event_id!r}")
+    return doc
+
+
+@router.get(
+    "/api/events/{event_id}/snapshot.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no snapshot"}},
+)
+async def event_snapshot(services: ServicesDep, event_id: EventId) -> Response:
+    jpeg = await asyncio.to_thread(services.events.snapshots.read, event_id)
+    if jpeg is None:
+        raise HTTPException(404, f"no snapshot for event {event_id!r}")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.post("/api/events/{event_id}/ack")
+async def acknowledge_event(services: ServicesDep, event_id: EventId) -> dict[str, Any]:
+    doc = await services.events.acknowledge(event_id)
+    if doc is None:
+        raise HTTPException(404, f"unknown event {event_id!r}")
+    return doc

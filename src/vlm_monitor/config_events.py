@@ -1,0 +1,64 @@
+"""Configuration of what reaches people: incidents (``events``) and MQTT (``mqtt``)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventsConfig(_Model):
+    """Incidents (``GET /api/events``): how long they stay open and how many are kept."""
+
+    idle_close_s: float = Field(
+        120.0, gt=0, le=86400, description="an open incident nobody updates this long is closed"
+    )
+    keep_days: float = Field(30.0, gt=0, description="closed incidents older than this go")
+    keep_max: int = Field(10_000, ge=10, description="incidents kept at most (oldest pruned)")
+    snapshot_quality: int = Field(85, ge=10, le=100, description="snapshot JPEG quality")
+
+
+TOPIC_WORD = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+
+
+class MqttConfig(_Model):
+    """An MQTT broker: events, stream states, snapshots and analyzer readings are published
+    there, with Home Assistant discovery."""
+
+    url: str = Field(description="mqtt://HOST[:1883] (mqtts:// for TLS, default port 8883)")
+    topic_prefix: str = Field(
+        "vlm-monitor", pattern=TOPIC_WORD, description="first level of every topic"
+    )
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=TOPIC_WORD, description="Home Assistant's discovery prefix"
+    )
+    username: str | None = Field(None, max_length=200, description="broker user")
+    password_env: str | None = Field(
+        None, max_length=200, description="environment variable holding the broker password"
+    )
+    queue_max: int = Field(
+        1000, ge=10, le=1_000_000, description="messages held while the broker is away"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        mqtt_address(value)
+        return value
+
+
+def mqtt_address(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of an ``mqtt://`` or ``mqtts://`` URL; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"{url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, port or (8883 if tls else 1883), tls

@@ -1,0 +1,73 @@
+"""The picture behind an incident: the frame that triggered it with the result's boxes drawn,
+as a JPEG file under ``{data_dir}/events/``. Blocking (conversion, encoding, disk): call from a
+thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vlm_monitor.types import Frame
+
+BOX_COLOUR = (0, 0, 255)  # BGR: red reads as "look here" on most scenes
+
+
+def boxes_of(evidence: dict[str, Any] | None, size: tuple[int, int]) -> list[list[int]]:
+    """``[x, y, w, h]`` in the picture's pixels. Normalised boxes are preferred: the frame
+    kept may be smaller than the source the pixel boxes were measured on."""
+    if not evidence:
+        return []
+    width, height = size
+    out: list[list[int]] = []
+    for norm_key, single in (("boxes_norm", False), ("box_norm", True)):
+        value = evidence.get(norm_key)
+        boxes = [value] if single and value else (value or [])
+        for box in boxes:
+            if isinstance(box, list | tuple) and len(box) == 4:
+                x, y, w, h = (float(v) for v in box)
+                out.append(
+                    [round(x * width), round(y * height), round(w * width), round(h * height)]
+                )
+    return out
+
+
+def render(frame: Frame, evidence: dict[str, Any] | None, quality: int) -> bytes:
+    pixels: np.ndarray = frame.bgr().copy()  # shared, read-only: draw on our own copy
+    thickness = max(2, round(max(frame.size) / 400))
+    for x, y, w, h in boxes_of(evidence, frame.size):
+        cv2.rectangle(pixels, (x, y), (x + w, y + h), BOX_COLOUR, thickness)
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for {frame.stream_id}#{frame.seq}")
+    return bytes(buf.tobytes())
+
+
+class SnapshotFiles:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, event_id: str) -> Path:
+        return self.directory / f"{event_id}.jpg"
+
+    def write(self, event_id: str, jpeg: bytes) -> None:
+        # Written aside then renamed: a reader never gets half a picture.
+        tmp = self.directory / f".{event_id}.jpg.tmp"
+        tmp.write_bytes(jpeg)
+        os.replace(tmp, self.path(event_id))
+
+    def read(self, event_id: str) -> bytes | None:
+        try:
+            return self.path(event_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            with contextlib.suppress(FileNotFoundError):
+                self.path(event_id).unlink()

@@ -1,0 +1,186 @@
+"""Incidents: the lifecycle rules directly, the SQLite store, and a real server end to end
+(motion from a synthetic camera, a camera that goes away and comes back, search, ack,
+snapshot, /ws/events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import cv2
+import numpy as np
+import websockets
+
+from vlm_monitor.events.model import EventTracker
+from vlm_monitor.events.store import EventStore, fts_query
+from vlm_monitor.testing import wait_until
+
+
+def motion(stream: str, moving: bool, seq: int = 1) -> dict:
+    result = {"level": 0.2, "moving": moving, "boxes_norm": [[0.1, 0.1, 0.2, 0.2]]}
+    return {"stream": stream, "analyzer": "motion", "frame_seq": seq, "result": result}
+
+
+def test_motion_opens_updates_and_closes_one_incident() -> None:
+    t = EventTracker()
+    [opened] = t.analysis(motion("cam", True, 1), now=10)
+    [updated] = t.analysis(motion("cam", True, 2), now=11)
+    [closed] = t.analysis(motion("cam", False, 3), now=12)
+    assert (opened.action, updated.action, closed.action) == ("open", "update", "close")
+    assert opened.incident.id == updated.incident.id == closed.incident.id
+    doc = closed.incident.to_json()
+    assert doc["state"] == "closed" and doc["ended_at"] == 12 and doc["started_at"] == 10
+    assert doc["result_ids"] == ["analysis:motion:1", "analysis:motion:2"]
+    assert t.analysis(motion("cam", False, 4), now=13) == []
+
+
+def test_vlm_text_lands_on_the_open_incident() -> None:
+    t = EventTracker()
+    [opened] = t.analysis(motion("cam", True), now=1)
+    clip = {"stream": "cam", "id": 7, "result": "A man climbs the fence.", "error": None}
+    [update] = t.clip(clip, now=2)
+    assert update.incident.id == opened.incident.id
+    assert update.incident.summary == "A man climbs the fence."
+    assert "climbs" in update.incident.text and "result:7" in update.incident.result_ids
+    assert t.clip({**clip, "stream": "other"}) == []
+    assert t.clip({**clip, "error": "timeout"}) == []
+
+
+def test_structured_vlm_alert_then_its_end() -> None:
+    t = EventTracker()
+    structured = {"alert": True, "severity": "critical", "title": "Fall", "summary": "fell"}
+    clip = {"stream": "cam", "id": 1, "result": "{...}", "structured": structured}
+    [opened] = t.clip(clip, now=1)
+    assert opened.action == "open" and opened.incident.kind == "alert"
+    assert opened.incident.severity == "critical" and opened.incident.title == "Fall"
+    [again] = t.clip({**clip, "id": 2}, now=2)
+    assert again.action == "update" and again.incident.id == opened.incident.id
+    [closed] = t.clip({**clip, "id": 3, "structured": {"alert": False}}, now=3)
+    assert closed.action == "close" and closed.incident.id == opened.incident.id
+
+
+def test_flow_alerts_group_by_key_and_expire_when_quiet() -> None:
+    t = EventTracker(idle_close_s=60)
+    doc = {"flow": "f", "key": "k", "stream": "cam", "severity": "bogus", "message": "hot", "id": 1}
+    [a] = t.flow_alert(doc, now=0)
+    [b] = t.flow_alert({**doc, "id": 2}, now=30)
+    assert a.incident.id == b.incident.id and a.incident.severity == "warning"
+    assert t.expire(now=80) == []
+    [gone] = t.expire(now=91)
+    assert gone.action == "close" and gone.incident.ended_at == 91
+
+
+def test_attention_incidents_from_results_with_an_incident_field() -> None:
+    t = EventTracker()
+    doc = {"stream": "s", "analyzer": "attention", "frame_seq": 1, "result": {"incident": "absent"}}
+    [opened] = t.analysis(doc, now=1)
+    assert opened.incident.kind == "absent" and opened.incident.severity == "warning"
+    both = {**doc, "result": {"incident": ["multiple_faces"]}}
+    changes = t.analysis(both, now=2)
+    assert {(c.action, c.incident.kind) for c in changes} == {
+        ("open", "multiple_faces"),
+        ("close", "absent"),
+    }
+
+
+def test_stream_offline_then_online() -> None:
+    t = EventTracker()
+    assert t.stream_state("cam", "connecting", now=0) == []
+    assert t.stream_state("cam", "live", now=1) == []
+    [down] = t.stream_state("cam", "reconnecting", now=2)
+    assert down.action == "open" and down.incident.kind == "stream_offline"
+    assert t.expire(now=10_000) == []  # offline stays open however long
+    [up, online] = t.stream_state("cam", "live", now=20)
+    assert up.action == "close" and up.incident.id == down.incident.id
+    assert online.incident.kind == "stream_online" and online.incident.state == "closed"
+
+
+def test_store_search_filters_and_retention(tmp_path) -> None:
+    store = EventStore(tmp_path / "db.sqlite")
+    t = EventTracker()
+    docs = []
+    for i, text in enumerate(["A delivery van parks", "Someone climbs the fence", "Quiet"]):
+        [c] = t.analysis(motion(f"cam{i}", True), now=100 + i)
+        c.incident.text = text
+        docs.append(c.incident.to_json())
+        store.save(docs[-1])
+    assert [d["id"] for d in store.query()] == [d["id"] for d in reversed(docs)]
+    assert [d["text"] for d in store.query(q="fence")] == ["Someone climbs the fence"]
+    assert [d["text"] for d in store.query(q="deliv")] == ["A delivery van parks"]  # prefix
+    assert store.query(q='"NEAR( col:x') == []  # never an SQL error
+    assert fts_query("*** ''") is None and store.query(q="***") == []
+    assert len(store.query(stream="cam1")) == 1 and store.query(kind="alert") == []
+    assert len(store.query(since=101.5)) == 1
+    docs[0]["summary"] = "updated in place"
+    store.save(docs[0])
+    assert len(store.query()) == 3 and store.get(docs[0]["id"])["summary"] == "updated in place"
+    assert store.prune(older_than=0, keep=2) == [docs[0]["id"]]
+    assert store.query(q="delivery") == []
+    store.close()
+
+
+def test_events_end_to_end(server, camera) -> None:
+    cam = camera(fps=10, size="320x240")
+    srv = server(
+        {
+            "events": {"idle_close_s": 1},
+            "streams": [
+                {"id": "cam", "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]},
+            ],
+        }
+    )
+    seen: list[dict] = []
+
+    async def watch(until) -> None:
+        async with websockets.connect(srv.url.replace("http", "ws") + "/ws/events") as ws:
+            while not until():
+                ev = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if ev["type"] == "event":
+                    seen.append(ev)
+
+    def motion_closed() -> bool:
+        return any(e["event"]["kind"] == "motion" and e["action"] == "close" for e in seen)
+
+    asyncio.run(watch(motion_closed))  # the ball moves: motion opens, then a quiet close
+    opened = next(e for e in seen if e["action"] == "open")
+    event_id = opened["event"]["id"]
+    assert opened["stream"] == "cam" and opened["event"]["state"] == "open"
+    with srv.client() as c:
+        got = c.get(f"/api/events/{event_id}").json()
+        assert got["kind"] == "motion" and got["result_ids"]
+        snap = c.get(got["snapshot_url"])
+        assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
+        picture = cv2.imdecode(np.frombuffer(snap.content, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape[:2] == (240, 320)
+        # The motion boxes are drawn in red.
+        red = (picture[:, :, 2] > 200) & (picture[:, :, 1] < 60) & (picture[:, :, 0] < 60)
+        assert red.sum() > 20
+        listed = c.get("/api/events", params={"stream": "cam", "kind": "motion"}).json()
+        assert event_id in [e["id"] for e in listed]
+        assert c.get("/api/events", params={"q": "motion level"}).json()
+        assert c.get("/api/events", params={"q": "nothingmatches"}).json() == []
+        assert c.get("/api/events", params={"kind": "nope"}).status_code == 422
+        assert c.get("/api/events/ffff").status_code == 404
+        assert c.get("/api/events/bad..id").status_code == 422
+        acked = c.post(f"/api/events/{event_id}/ack").json()
+        assert acked["acknowledged"] is True
+        assert c.get(f"/api/events/{event_id}").json()["acknowledged"] is True
+
+    # The camera goes away: stream_offline opens; back on the same port, it closes.
+    port = cam.port
+    cam.stop()
+    with srv.client() as c:
+        offline = wait_until(
+            lambda: c.get("/api/events", params={"kind": "stream_offline"}).json(),
+            30,
+            what="stream_offline",
+        )
+        assert offline[0]["state"] == "open" and offline[0]["severity"] == "warning"
+        camera(fps=10, size="320x240", port=port)
+        wait_until(
+            lambda: c.get("/api/events", params={"kind": "stream_online"}).json(),
+            60,
+            what="stream_online",
+        )
+        closed = c.get(f"/api/events/{offline[0]['id']}").json()
+        assert closed["state"] == "closed" and closed["ended_at"] >= closed["started_at"]
