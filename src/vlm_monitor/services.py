@@ -22,6 +22,7 @@ from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
 from vlm_monitor.events import EventService
 from vlm_monitor.flows.manager import FlowManager
+from vlm_monitor.flows.ports import FlowPorts
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
@@ -103,7 +104,19 @@ class Services:
         self.socketio = SocketIOBridge(
             self.bus, redis_url, config.bus.channel, config.server.cors_origins
         )
-        self.flows = FlowManager(self)
+        self.flows = FlowManager(
+            FlowPorts(
+                hub=self.hub,
+                results=self.results,
+                providers=self.providers.providers,
+                latest_analysis=self.analyzers.latest,
+                face_models=self.analyzers.models,
+                webhook_allow=config.server.webhook_allow,
+            ),
+            events=self.bus,
+            store=self.store,
+            max_flows=config.server.max_flows,
+        )
         self.realtime_metrics = RealtimeMetrics()
         restrict_ice(config.webrtc.ice_addresses)
         self.whip = WhipService(config.webrtc.publisher_timeout_s)

@@ -11,8 +11,8 @@ import numpy as np
 
 from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext, placement
 from vlm_monitor.analyzers.emotion import no_face
-from vlm_monitor.analyzers.faces import DetectorMode
-from vlm_monitor.analyzers.motion import MotionDetector
+from vlm_monitor.analyzers.faces import Box, DetectorMode, TrackedFace
+from vlm_monitor.analyzers.motion import MotionDetector, motion_fields
 from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import (
     EmotionParams,
@@ -22,10 +22,23 @@ from vlm_monitor.analyzers.params import (
 )
 from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
 from vlm_monitor.config import AnalyzerConfig, StreamConfig
+from vlm_monitor.geometry import Placement
 from vlm_monitor.registry import PluginError, Registry
 from vlm_monitor.types import Frame
 
 ANALYZERS: Registry[type[Analyzer]] = Registry("analyzer")
+
+
+def emotion_fields(
+    models: SharedModels, image: np.ndarray, face: TrackedFace | Box | None, place: Placement
+) -> dict[str, Any]:
+    """The ``emotion`` payload of the analyzer and the flow node alike, before smoothing:
+    the scores of ``face`` (a tracked face, read upright from its landmarks, or just a box;
+    None: no face) and its box in displayed source pixels and 0..1. Blocking."""
+    if face is None:
+        return no_face()
+    box = face if isinstance(face, tuple) else face.box
+    return {**models.emotion(image, face), **place.box_fields(box)}
 
 
 @ANALYZERS.register("emotion")
@@ -43,13 +56,10 @@ class EmotionAnalyzer(Analyzer):
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any]:
         face = self.context.face(image, frame)
+        result = emotion_fields(self.context.models, image, face, placement(image, frame))
         if face is None:
             self._smoothed = None
-            return no_face()
-        result = {
-            **self.context.models.emotion(image, face),
-            **placement(image, frame).box_fields(face.box),
-        }
+            return result
         k = self.params.smoothing
         if k > 0 and self._smoothed is not None:
             previous = self._smoothed
@@ -128,11 +138,7 @@ class MotionAnalyzer(Analyzer):
         if reading.level >= self.params.min_level:
             self._last_motion = frame.ts
         moving = frame.ts - self._last_motion <= self.params.hold_s
-        payload = {
-            "level": reading.level,
-            "moving": moving,
-            **placement(image, frame).boxes_fields(reading.boxes[:16]),
-        }
+        payload = motion_fields(reading, moving, placement(image, frame))
         self.context.latest[self.name] = payload
         changed, self._moving = moving != self._moving, moving
         if changed or (moving and frame.ts >= self._next_report):

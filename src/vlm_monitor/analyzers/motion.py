@@ -7,11 +7,15 @@ sensor noise and slow light changes do not count. Not thread-safe: one per strea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
+from vlm_monitor.geometry import Placement
+
 Box = tuple[int, int, int, int]  # x, y, width, height in the analysed image's pixels
+MAX_BOXES = 16  # the largest changed regions reported; more is noise for a reader
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
@@ -63,3 +67,14 @@ class MotionDetector:
             boxes.append((round(x / scale), round(y / scale), round(bw / scale), round(bh / scale)))
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return MotionReading(round(level, 4), boxes, ts)
+
+
+def motion_fields(reading: MotionReading, moving: bool, place: Placement) -> dict[str, Any]:
+    """The ``motion`` payload of the analyzer and the flow node alike: ``level, moving`` and
+    the largest boxes in displayed source pixels and 0..1 (``place``: where the analysed image
+    sits in the source picture)."""
+    return {
+        "level": reading.level,
+        "moving": moving,
+        **place.boxes_fields(reading.boxes[:MAX_BOXES]),
+    }

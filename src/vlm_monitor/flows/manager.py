@@ -1,8 +1,9 @@
 """The registry of flows: stored definitions, started instances, triggers and runs.
 
 Mutations (create, replace, delete, start, stop) are serialised by one asyncio lock, so any
-number of clients may start and stop flows at once and the registry stays consistent (seed
-002 section 2.4's unlocked ``active_flows`` is the bug this replaces). Reads are snapshots.
+number of clients may start and stop flows at once and the registry stays consistent (the
+original flow backend's unlocked ``active_flows`` is the bug this replaces). Reads are
+snapshots. A started flow is a ``FlowInstance`` (``instance.py``).
 """
 
 from __future__ import annotations
@@ -11,26 +12,21 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_monitor.flows.executor import RunRecord, execute
+from vlm_monitor.flows.executor import NodeRecord, RunRecord
 from vlm_monitor.flows.expr import Expression, ExpressionError
 from vlm_monitor.flows.graph import FlowValidationError, Graph, build_graph
+from vlm_monitor.flows.instance import FlowInstance
 from vlm_monitor.flows.model import FlowDefinition
-from vlm_monitor.flows.nodes.base import RunContext
+from vlm_monitor.flows.ports import FlowEvents, FlowPorts, FlowStore
 from vlm_monitor.types import Event, LimitError
-
-if TYPE_CHECKING:
-    from vlm_monitor.flows.executor import NodeRecord
-    from vlm_monitor.services import Services
 
 log = logging.getLogger("vlm_monitor.flows")
 RECENT_RUNS = 20
-STOP_WAIT_S = 10.0
 
 
 class FlowExistsError(Exception):
@@ -69,141 +65,20 @@ def parse_flow(doc: Any) -> tuple[FlowDefinition, Graph]:
     return flow, build_graph(flow)
 
 
-class FlowInstance:
-    """A started flow: its node instances, trigger task and runs."""
-
-    def __init__(self, manager: FlowManager, graph: Graph) -> None:
-        self.manager, self.graph, self.flow = manager, graph, graph.flow
-        self.runs: dict[str, tuple[asyncio.Task[None], RunRecord]] = {}
-        self.queue: collections.deque[tuple[str, dict[str, Any] | None]] = collections.deque()
-        self.stats = {k: 0 for k in ("triggered", "skipped", "queue_dropped", "cancelled_previous")}
-        self.trigger_task: asyncio.Task[None] | None = None
-        self.started_at = time.time()
-
-    def trigger(self, kind: str, event: dict[str, Any] | None = None) -> str | None:
-        """Starts a run (returns its id) or applies the overlap policy (None)."""
-        self.stats["triggered"] += 1
-        flow = self.flow
-        if len(self.runs) >= flow.max_concurrent_runs:
-            if flow.overlap == "skip":
-                self.stats["skipped"] += 1
-                return None
-            if flow.overlap == "queue":
-                if len(self.queue) >= flow.max_queued:
-                    self.stats["queue_dropped"] += 1
-                else:
-                    self.queue.append((kind, event))
-                return None
-            oldest_task, _ = next(iter(self.runs.values()))
-            oldest_task.cancel()
-            self.stats["cancelled_previous"] += 1
-        return self._start_run(kind, event)
-
-    def _start_run(self, kind: str, event: dict[str, Any] | None) -> str:
-        record = RunRecord.new(self.graph, kind)
-        ctx = RunContext(self.manager.services, self.flow, record.run_id, event, self.manager.pool)
-        task = asyncio.create_task(
-            self._run(record, ctx), name=f"flow:{self.flow.id}:run:{record.run_id}"
-        )
-        self.runs[record.run_id] = (task, record)
-        return record.run_id
-
-    async def _run(self, record: RunRecord, ctx: RunContext) -> None:
-        manager = self.manager
-        manager.run_started(record)
-        try:
-            await execute(self.graph, ctx, record, manager.node_changed)
-        except asyncio.CancelledError:
-            pass  # the record says "cancelled"; stopping waits for this task to end
-        except Exception as exc:  # a bug in a node's bookkeeping, not a node failure
-            log.exception("flow run crashed", extra={"fields": {"flow": self.flow.id}})
-            record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            self.runs.pop(record.run_id, None)
-            manager.run_finished(record)
-        if self.queue and self.trigger_task is not None and not self.trigger_task.done():
-            kind, event = self.queue.popleft()
-            self._start_run(kind, event)
-
-    async def start(self) -> None:
-        services = self.manager.services
-        started = []
-        try:
-            for node in self.graph.nodes.values():
-                await node.start(services)
-                started.append(node)
-        except Exception:
-            for node in started:
-                await node.stop()
-            raise
-        self.trigger_task = asyncio.create_task(
-            self._trigger_loop(), name=f"flow:{self.flow.id}:trigger"
-        )
-
-    async def stop(self) -> None:
-        if self.trigger_task is not None:
-            self.trigger_task.cancel()
-        self.queue.clear()
-        tasks = [task for task, _ in self.runs.values()]
-        for task in tasks:
-            task.cancel()
-        waiting = [t for t in (self.trigger_task, *tasks) if t is not None]
-        if waiting:
-            await asyncio.wait(waiting, timeout=STOP_WAIT_S)
-        for node in self.graph.nodes.values():
-            try:
-                await node.stop()
-            except Exception:
-                log.exception("node stop failed", extra={"fields": {"flow": self.flow.id}})
-
-    async def _trigger_loop(self) -> None:
-        trigger = self.flow.trigger
-        if trigger.kind == "interval":
-            period = float(trigger.seconds or 1.0)
-            due = time.monotonic()
-            while True:
-                due += period
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                due = max(due, time.monotonic() - period)  # no burst after a stall
-                self.trigger("interval")
-        elif trigger.kind in ("event", "clip"):
-            await self._event_loop()
-        else:
-            await asyncio.Event().wait()  # manual: runs come from POST /run only
-
-    async def _event_loop(self) -> None:
-        trigger = self.flow.trigger
-        wanted = "result" if trigger.kind == "clip" else trigger.event
-        stream = trigger.stream or (self.flow.stream if trigger.kind == "clip" else None)
-        when = Expression(trigger.when) if trigger.when else None
-        async with contextlib.aclosing(self.manager.services.bus.follow()) as events:
-            async for doc in events:
-                if doc["type"] != wanted or doc.get("flow") == self.flow.id:
-                    continue
-                if stream is not None and doc.get("stream") != stream:
-                    continue
-                if trigger.analyzer is not None and doc.get("analyzer") != trigger.analyzer:
-                    continue
-                if when is not None:
-                    try:
-                        if not await when.evaluate_in_thread(doc):
-                            continue
-                    except ExpressionError:
-                        continue
-                self.trigger(wanted or "event", doc)
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "active_runs": list(self.runs),
-            "queued": len(self.queue),
-            "started_at": self.started_at,
-            **self.stats,
-        }
-
-
 class FlowManager:
-    def __init__(self, services: Services, threads: int = 8) -> None:
-        self.services = services
+    """``ports``: what nodes use; ``events``: where the manager publishes flow states, runs and
+    node changes, and follows the events that trigger flows; ``store``: definitions added over
+    the API and finished runs; at most ``max_flows`` definitions."""
+
+    def __init__(
+        self,
+        ports: FlowPorts,
+        events: FlowEvents,
+        store: FlowStore,
+        max_flows: int,
+        threads: int = 8,
+    ) -> None:
+        self.ports, self.events, self.store, self.max_flows = ports, events, store, max_flows
         self.definitions: dict[str, FlowDefinition] = {}
         self.from_config: set[str] = set()
         self.active: dict[str, FlowInstance] = {}
@@ -213,12 +88,15 @@ class FlowManager:
         self.runs_total: collections.Counter[str] = collections.Counter()
         self._background: set[asyncio.Task[None]] = set()
 
+    def _instance(self, graph: Graph) -> FlowInstance:
+        return FlowInstance(graph, self.ports, self.events, self, self.pool)
+
     async def load(self, config_flows: list[dict[str, Any]]) -> None:
         for doc in config_flows:
             flow, _ = parse_flow(doc)  # already checked by the CLI; raises if not
             self.definitions[flow.id] = flow
             self.from_config.add(flow.id)
-        for doc in await self.services.store.load_flows():
+        for doc in await self.store.load_flows():
             try:
                 flow, _ = parse_flow(doc)
             except FlowValidationError as exc:
@@ -240,7 +118,7 @@ class FlowManager:
         async with self._lock:
             if flow.id in self.definitions and not replace:
                 raise FlowExistsError(flow.id)
-            limit = self.services.config.server.max_flows
+            limit = self.max_flows
             if flow.id not in self.definitions and len(self.definitions) >= limit:
                 raise LimitError(f"at most {limit} flows (server.max_flows)")
             if flow.id in self.from_config:
@@ -248,7 +126,7 @@ class FlowManager:
             was_running = flow.id in self.active
             if was_running:
                 await self._stop(flow.id)
-            await self.services.store.save_flow(flow.id, flow.model_dump(mode="json"))
+            await self.store.save_flow(flow.id, flow.model_dump(mode="json"))
             self.definitions[flow.id] = flow
             if was_running:
                 await self._start(flow.id)
@@ -261,7 +139,7 @@ class FlowManager:
                 raise FlowRunningError(f"flow {flow_id!r} comes from the config file")
             await self._stop(flow_id)
             del self.definitions[flow_id]
-            await self.services.store.delete_flow(flow_id)
+            await self.store.delete_flow(flow_id)
 
     async def start(self, flow_id: str) -> bool:
         """False when it was already running."""
@@ -273,7 +151,7 @@ class FlowManager:
         if flow_id in self.active:
             return False
         _, graph = parse_flow(flow.model_dump(mode="json"))  # fresh node instances
-        instance = FlowInstance(self, graph)
+        instance = self._instance(graph)
         await instance.start()
         self.active[flow_id] = instance
         log.info("flow started", extra={"fields": {"flow": flow_id, "trigger": flow.trigger.kind}})
@@ -307,9 +185,9 @@ class FlowManager:
         if instance is not None:
             return instance._start_run("manual", None)
         _, graph = parse_flow(flow.model_dump(mode="json"))
-        temporary = FlowInstance(self, graph)
+        temporary = self._instance(graph)
         for node in graph.nodes.values():
-            await node.start(self.services)
+            await node.start(self.ports)
         run_id = temporary._start_run("manual", None)
         task, _ = temporary.runs[run_id]
 
@@ -332,7 +210,7 @@ class FlowManager:
         self.runs_total[record.status] += 1
         self._publish_run(record)
         doc = record.to_json()
-        self.pool.submit(self.services.store.save_run_sync, doc)
+        self.pool.submit(self.store.save_run_sync, doc)
 
     def node_changed(self, record: RunRecord, node: NodeRecord) -> None:
         data = {
@@ -346,7 +224,7 @@ class FlowManager:
             "error": node.error if node.status == "failed" else None,
             "reason": node.reason,
         }
-        self.services.bus.publish(Event("flow.node", self.definitions[record.flow_id].stream, data))
+        self.events.publish(Event("flow.node", self.definitions[record.flow_id].stream, data))
 
     def _publish_run(self, record: RunRecord) -> None:
         data = {
@@ -359,12 +237,12 @@ class FlowManager:
             "error": record.error,
         }
         flow = self.definitions.get(record.flow_id)
-        self.services.bus.publish(Event("flow.run", flow.stream if flow else None, data))
+        self.events.publish(Event("flow.run", flow.stream if flow else None, data))
 
     def _publish_state(self, flow_id: str) -> None:
         state = "running" if flow_id in self.active else "stopped"
         flow = self.definitions.get(flow_id)
-        self.services.bus.publish(
+        self.events.publish(
             Event("flow.state", flow.stream if flow else None, {"flow": flow_id, "state": state})
         )
 

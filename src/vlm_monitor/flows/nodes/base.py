@@ -15,17 +15,15 @@ import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from vlm_monitor.flows.model import FlowDefinition, NodeSpec
+from vlm_monitor.flows.ports import FlowPorts
 from vlm_monitor.geometry import Placement
 from vlm_monitor.registry import Registry
-
-if TYPE_CHECKING:
-    from vlm_monitor.services import Services
 
 T = TypeVar("T")
 # Port types: what a node outputs, and what an input accepts.
@@ -104,7 +102,7 @@ def summarize(value: Any) -> Any:
 class RunContext:
     """What a node sees of the world during one run."""
 
-    services: Services
+    ports: FlowPorts
     flow: FlowDefinition
     run_id: str
     event: dict[str, Any] | None  # the event that triggered the run, if any
@@ -149,7 +147,7 @@ class NodeType(ABC):
         """Problems beyond types and counts (e.g. an expression naming a missing input)."""
         return []
 
-    async def start(self, services: Services) -> None:  # noqa: B027 (an optional hook)
+    async def start(self, ports: FlowPorts) -> None:  # noqa: B027 (an optional hook)
         """Called when the flow starts (e.g. to begin buffering frames)."""
 
     async def stop(self) -> None:  # noqa: B027 (an optional hook)

@@ -110,7 +110,7 @@ class StoreNode(NodeType):
             "created_at": time.time(),
             "data": summarize(inputs),
         }
-        row_id = await ctx.blocking(ctx.services.results.flow_output, doc)
+        row_id = await ctx.blocking(ctx.ports.results.flow_output, doc)
         return {"id": row_id}
 
 
@@ -137,5 +137,5 @@ class BroadcastNode(NodeType):
         data = {"flow": self.flow.id, "run_id": ctx.run_id, "data": summarize(inputs)}
         if p.message is not None:
             data["message"] = ctx.render(p.message, inputs, self.flow.stream)
-        doc = ctx.services.results.flow_event(p.type, self.flow.stream, data)
+        doc = ctx.ports.results.flow_event(p.type, self.flow.stream, data)
         return {"seq": doc["seq"]}

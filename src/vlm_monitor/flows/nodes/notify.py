@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,7 +44,7 @@ class WebhookParams(Params):
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _listed(host: str, address: Address, allow: list[str]) -> bool:
+def _listed(host: str, address: Address, allow: Sequence[str]) -> bool:
     for entry in allow:
         if entry.lower() == host.lower():
             return True
@@ -55,7 +56,7 @@ def _listed(host: str, address: Address, allow: list[str]) -> bool:
     return False
 
 
-async def check_target(host: str, port: int, allow: list[str]) -> None:
+async def check_target(host: str, port: int, allow: Sequence[str]) -> None:
     """A webhook may not reach this machine or its private network (the server's own API,
     a router, a cloud metadata service) unless the address is listed in
     ``server.webhook_allow``: flows are user input, and the server is inside the network."""
@@ -95,7 +96,7 @@ class WebhookNode(NodeType):
         }
         url = httpx.URL(p.url)
         port = url.port or (443 if url.scheme == "https" else 80)
-        await check_target(url.host, port, ctx.services.config.server.webhook_allow)
+        await check_target(url.host, port, ctx.ports.webhook_allow)
         delay, last = p.backoff_s, ""
         # Redirects are not followed: one could lead to an address the check refuses.
         async with httpx.AsyncClient(timeout=p.timeout_s) as client:
@@ -182,5 +183,5 @@ class AlertNode(NodeType):
             "created_at": now,
             "inputs": summarize(inputs),
         }
-        await ctx.blocking(ctx.services.results.alert, doc)
+        await ctx.blocking(ctx.ports.results.alert, doc)
         return {"raised": True, "holds": True, "key": key, "active": True, "alert_id": doc["id"]}

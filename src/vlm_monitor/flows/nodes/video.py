@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from vlm_monitor.analyzers.emotion import no_face
-from vlm_monitor.analyzers.motion import MotionDetector
+from vlm_monitor.analyzers.builtin import emotion_fields
+from vlm_monitor.analyzers.faces import FaceTracking
+from vlm_monitor.analyzers.motion import MotionDetector, motion_fields
 from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import OcrParams
 from vlm_monitor.config import SizeText, parse_size
@@ -27,11 +28,11 @@ from vlm_monitor.flows.nodes.base import (
     Params,
     RunContext,
 )
+from vlm_monitor.flows.ports import FlowPorts
 from vlm_monitor.geometry import Placement
 
 if TYPE_CHECKING:
     from vlm_monitor.hub import Subscription
-    from vlm_monitor.services import Services
 
 
 class StreamParams(Params):
@@ -69,7 +70,7 @@ class FrameNode(NodeType):
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> FrameValue:
         p: FrameParams = self.params  # type: ignore[assignment]
         stream = self.stream or ""
-        frame = ctx.services.hub.latest(stream)
+        frame = ctx.ports.hub.latest(stream)
         if frame is None:
             raise NodeError(f"no frame from stream {stream!r} (unknown or not live)")
         if frame.age() > p.max_age_s:
@@ -108,12 +109,12 @@ class ClipNode(NodeType):
     output = CLIP
     needs_stream = True
 
-    async def start(self, services: Services) -> None:
+    async def start(self, ports: FlowPorts) -> None:
         p: ClipParams = self.params  # type: ignore[assignment]
         self._size = parse_size(p.size)
         self._buffer: collections.deque[Any] = collections.deque(maxlen=p.frames)
-        self._hub = services.hub
-        self._sub: Subscription = services.hub.subscribe(
+        self._hub = ports.hub
+        self._sub: Subscription = ports.hub.subscribe(
             self.stream or "", f"flow:{self.flow.id}:{self.spec.id}", "latest",
             frame_rate=p.frames / p.seconds, size=self._size,
         )  # fmt: skip
@@ -152,18 +153,15 @@ class MotionNode(NodeType):
     min_inputs = max_inputs = 1
     accepts = frozenset({FRAME})
 
-    async def start(self, services: Services) -> None:
+    async def start(self, ports: FlowPorts) -> None:
         self._detector = MotionDetector(threshold=self.params.threshold)  # type: ignore[attr-defined]
 
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
         frame: FrameValue = _single(inputs, FrameValue)
         reading = await ctx.blocking(self._detector.update, frame.image, frame.ts)
+        # No hold time, unlike the analyzer: each run is judged on its own frame.
         moving = reading.level >= self.params.min_level  # type: ignore[attr-defined]
-        return {
-            "level": reading.level,
-            "moving": moving,
-            **frame.place.boxes_fields(reading.boxes[:16]),
-        }
+        return motion_fields(reading, moving, frame.place)
 
 
 @NODE_TYPES.register("ocr")
@@ -211,14 +209,14 @@ class EmotionNode(NodeType):
 
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
         frame: FrameValue = _single(inputs, FrameValue)
-        models = ctx.services.analyzers.models
+        models = ctx.ports.face_models
 
         def analyse() -> dict[str, Any]:
             image = np.ascontiguousarray(frame.image)
-            faces = models.detect(image)
-            if not faces:
-                return no_face()
-            return {**models.emotion(image, faces[0]), **frame.place.box_fields(faces[0])}
+            # The analyzers' face pipeline (detection, landmarks, upright crop), afresh for
+            # each run: runs may be far apart or cropped differently, so nothing is tracked.
+            face = FaceTracking(models.faces).update(image, frame.ts).main
+            return emotion_fields(models, image, face, frame.place)
 
         return await ctx.blocking(analyse)
 
@@ -234,7 +232,7 @@ class HeartRateNode(NodeType):
     needs_stream = True
 
     async def run(self, ctx: RunContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        latest = ctx.services.analyzers.latest(self.stream or "", "heart_rate")
+        latest = ctx.ports.latest_analysis(self.stream or "", "heart_rate")
         if latest is None:
             raise NodeError(
                 f"stream {self.stream!r} has no heart-rate reading: enable its heart_rate analyzer"

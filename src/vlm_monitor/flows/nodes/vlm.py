@@ -41,7 +41,7 @@ class VlmParams(Params):
 
 
 def _provider(ctx: RunContext, name: str | None) -> Any:
-    providers = ctx.services.providers.providers
+    providers = ctx.ports.providers
     if not providers:
         raise NodeError("no VLM provider configured (vlm.providers)")
     chosen = name or next(iter(providers))
@@ -141,7 +141,7 @@ class WatchNode(NodeType):
         now = time.time()
         if self._last is not None and now < self._next_check:
             return Gate(self._last.value, {**self._last.data, "cached": True})
-        frame = ctx.services.hub.latest(self.stream or "")
+        frame = ctx.ports.hub.latest(self.stream or "")
         if frame is None:
             raise NodeError(f"no frame from stream {self.stream!r}")
         image = await ctx.blocking(frame.bgr_fit, (640, 360))
