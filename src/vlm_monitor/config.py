@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS, AnalyzerName
-from vlm_monitor.config_events import EventsConfig, MqttConfig
+from vlm_monitor.config_events import EventsConfig, MqttConfig, NotifyTarget
 from vlm_monitor.sources.url import parse_source_url, parse_stream_source, redact_url
 from vlm_monitor.vlm.schemas import check_schema
 
@@ -533,6 +533,9 @@ class Config(_Model):
     mqtt: MqttConfig | None = Field(
         None, description="MQTT broker and Home Assistant discovery; null = none"
     )
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, description="notifications of events, through Apprise"
+    )
 
     def secrets(self) -> tuple[str, ...]:
         """Every token and API key this configuration holds or names: never to be logged."""
@@ -542,6 +545,7 @@ class Config(_Model):
         keys += [p.api_key_env for p in self.realtime.providers]
         keys += [self.mqtt.password_env] if self.mqtt is not None else []
         values += [os.environ.get(k) for k in keys if k]
+        values += [t.url for t in self.notify]  # Apprise URLs carry their service's tokens
         return tuple(v for v in values if v)
 
     @model_validator(mode="before")

@@ -1,7 +1,9 @@
-"""Configuration of what reaches people: incidents (``events``) and MQTT (``mqtt``)."""
+"""Configuration of what reaches people: incidents (``events``), MQTT (``mqtt``) and
+notifications (``notify``)."""
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +22,13 @@ class EventsConfig(_Model):
     keep_days: float = Field(30.0, gt=0, description="closed incidents older than this go")
     keep_max: int = Field(10_000, ge=10, description="incidents kept at most (oldest pruned)")
     snapshot_quality: int = Field(85, ge=10, le=100, description="snapshot JPEG quality")
+
+
+Action = Literal["open", "update", "close"]
+
+
+def _open_only() -> list[Action]:
+    return ["open"]
 
 
 TOPIC_WORD = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
@@ -62,3 +71,44 @@ def mqtt_address(url: str) -> tuple[str, int, bool]:
         raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
     tls = parts.scheme == "mqtts"
     return parts.hostname, port or (8883 if tls else 1883), tls
+
+
+class NotifyTarget(_Model):
+    """One notification target: an Apprise URL (ntfy, Telegram, e-mail, Slack, webhooks...)
+    and which events reach it."""
+
+    url: str = Field(
+        min_length=3, max_length=2000, description="an Apprise URL, e.g. json://host/path"
+    )
+    kinds: list[str] = Field(default_factory=list, description="event kinds; empty = all")
+    streams: list[str] = Field(default_factory=list, description="stream ids; empty = all")
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="events below this severity are not sent"
+    )
+    on: list[Action] = Field(
+        default_factory=_open_only, description="which changes of an event are sent"
+    )
+    cooldown_s: float = Field(
+        60.0, ge=0, description="per stream and kind: no second notification before this"
+    )
+    attempts: int = Field(3, ge=1, le=10, description="tries per notification")
+    retry_s: float = Field(2.0, ge=0, le=300, description="first retry delay (doubles), seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        import apprise  # only configurations with notifications pay for its import
+
+        if not apprise.Apprise().add(value):
+            raise ValueError("not an Apprise URL this server can send to (see Apprise's list)")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _check_kinds(cls, value: list[str]) -> list[str]:
+        from vlm_monitor.events.model import KINDS
+
+        unknown = [k for k in value if k not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown kind(s) {unknown}: one of {', '.join(KINDS)}")
+        return value

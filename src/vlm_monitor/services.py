@@ -28,6 +28,7 @@ from vlm_monitor.hub.encode import JpegEncoder
 from vlm_monitor.hub.remote import RemoteSubscriptions
 from vlm_monitor.jobs.status import JobStatusPoller
 from vlm_monitor.memory import HeapTrimmer
+from vlm_monitor.notify.apprise_notify import Notifier
 from vlm_monitor.notify.mqtt import MqttBridge
 from vlm_monitor.realtime.metrics import RealtimeMetrics
 from vlm_monitor.results import ResultSink, SessionMap
@@ -78,6 +79,10 @@ class Services:
             self.events.subscribers.append(self.mqtt.on_event)
             self.events.state_subscribers.append(self.mqtt.on_stream_state)
             self.results.listen(self.mqtt.on_result)
+        self.notifier: Notifier | None = None
+        if config.notify:
+            self.notifier = Notifier(config.notify, self.events.snapshots.path)
+            self.events.subscribers.append(self.notifier.on_event)
         self.clips = ClipService(
             self.providers,
             self.hub,
@@ -168,6 +173,8 @@ class Services:
         await self.events.start()  # before streams: their first states count
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.notifier is not None:
+            self.notifier.start()
         if self.relay is not None:
             await self.relay.start()
         if self.jobs is not None:
@@ -208,6 +215,8 @@ class Services:
         await self.events.stop()
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await asyncio.to_thread(self.analysis_writer.close)
         self.providers.close()
         await self.heap.stop()

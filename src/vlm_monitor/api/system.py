@@ -126,6 +126,8 @@ async def running_config(services: ServicesDep) -> dict[str, Any]:
             stream["whip_token"] = "***"
     if doc["webrtc"].get("publish_token"):
         doc["webrtc"]["publish_token"] = "***"
+    for target in doc.get("notify", []):
+        target["url"] = "***"  # an Apprise URL holds its service's token or password
     return doc
 
 
