@@ -5,7 +5,11 @@ without clips, once with a clip every 10 s analysed by the offline `local` provi
 frames dropped at ingest and in the processor, clip build time p50/p99, the processor's added
 CPU (ratio of backend CPU with clips vs ingest alone) and clip end -> result on /ws/events.
 
-Run: .venv/bin/python bench/clips.py [--window 40]
+With --dedupe, instead: 100 s of a still scene (1 s clips) with four scripted changes through
+the clip processor; VLM calls with the near-duplicate skip off and on, and any change no call
+saw.
+
+Run: .venv/bin/python bench/clips.py [--window 40] | [--dedupe]
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import psutil
 import websockets
 
@@ -110,10 +116,91 @@ def run(tmp: Path, clips: bool, window: float) -> dict:
     return out
 
 
+# Near-duplicate skip: (second, what happens) on an otherwise still scene.
+CHANGES = [(20, "person enters"), (35, "person leaves"), (50, "car passes"), (70, "light dims")]
+
+
+def scripted_frame(base: np.ndarray, rng: np.random.Generator, second: float) -> np.ndarray:
+    img = base.astype(np.float32)
+    if second >= 70:
+        img *= 0.85
+    img += rng.normal(0, 3, img.shape)  # sensor noise
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if 20 <= second < 35:
+        out[190:300, 420:460] = (40, 40, 150)  # a person, 1.9 % of the picture
+    if 50.3 <= second < 50.6:
+        out[240:320, 0:200] = (200, 200, 210)  # a car, in the middle of one clip only
+    # Through JPEG, as camera frames are: block artefacts vary from frame to frame.
+    _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def dedupe_run(dedupe: bool, seconds: int = 100, fps: int = 6) -> dict:
+    from vlm_monitor.clips.processor import AsyncVideoProcessor
+    from vlm_monitor.clips.store import ClipStore
+    from vlm_monitor.config import ClipsConfig
+    from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
+
+    calls: list[VlmRequest] = []
+
+    def analyze(request: VlmRequest) -> tuple[str, VlmAnswer]:
+        calls.append(request)
+        return "bench", VlmAnswer(text="ok")
+
+    photo = Path(__file__).resolve().parents[1] / "src/vlm_monitor/camera"
+    base = cv2.resize(cv2.imread(str(photo / "face.jpg")), (640, 360))
+    config = ClipsConfig(
+        clip_seconds=1.0, frames_per_clip=6, min_free_mb=0, dedupe={"enabled": dedupe}
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = AsyncVideoProcessor("bench", config, ClipStore(Path(tmp), min_free_mb=0), analyze)
+        proc.start()
+        rng = np.random.default_rng(0)
+        t0 = time.time()
+        for i in range((seconds + 1) * fps):
+            while proc.frame_queue.qsize() > 50:
+                time.sleep(0.005)
+            proc.add_frame(scripted_frame(base, rng, i / fps), t0 + i / fps, i)
+        while not proc.frame_queue.empty() or proc.video_queue.qsize():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.stop()
+        stats = proc.get_statistics()
+    missed = []
+    for at, what in CHANGES:
+        onset = t0 + at
+        # Seen when a call's clip spans the onset (or starts within the next clip).
+        if not any(r.timestamps[0] <= onset + 1.0 and r.timestamps[-1] >= onset for r in calls):
+            missed.append(what)
+    return {
+        "clips": stats["videos_created"] + stats["clips_skipped_duplicate"],
+        "calls": len(calls),
+        "skipped_duplicate": stats["clips_skipped_duplicate"],
+        "missed_changes": missed,
+    }
+
+
+def dedupe_report() -> dict:
+    off, on = dedupe_run(False), dedupe_run(True)
+    return {
+        "scene": "still photo, sensor noise, JPEG; "
+        + ", ".join(f"{w} at {c} s" for c, w in CHANGES),
+        "dedupe_off": off,
+        "dedupe_on": on,
+        "fewer_calls_pct": round(100 * (1 - on["calls"] / off["calls"]), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=40.0, help="seconds measured per run")
+    parser.add_argument(
+        "--dedupe", action="store_true", help="only: VLM calls with near-duplicate skip off/on"
+    )
     args = parser.parse_args()
+    if args.dedupe:
+        print(json.dumps(dedupe_report()))
+        return 0
     with tempfile.TemporaryDirectory(prefix="vlm-bench-clips-") as tmp:
         ingest = run(Path(tmp), False, args.window)
         clips = run(Path(tmp), True, args.window)

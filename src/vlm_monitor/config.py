@@ -115,6 +115,22 @@ def _valid_size(value: str) -> str:
 SizeText = Annotated[str, AfterValidator(_valid_size)]  # "WIDTHxHEIGHT"
 
 
+class DedupeConfig(_Model):
+    # Off by default: the clip processor's contract is a result every clip_seconds, and
+    # clients that read results as a heartbeat would take a still camera for a dead one.
+    enabled: bool = Field(False, description="skip clips that look like the last analysed one")
+    threshold: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="share of the picture (0..1) that must change, in some sampled frame, "
+        "for a clip to be analysed",
+    )
+    max_skip_s: float = Field(
+        600.0, gt=0, description="a still scene is still analysed at least this often, seconds"
+    )
+
+
 class ClipsConfig(_Model):
     enabled: bool = Field(True, description="false keeps the settings but makes no clips")
     clip_seconds: float = Field(10.0, gt=0, le=600, description="one clip every this many seconds")
@@ -155,6 +171,10 @@ class ClipsConfig(_Model):
         description="clips waiting for the VLM: drop stale ones, or skip to the newest",
     )
     min_motion: float | None = Field(None, ge=0, description="gate: skip stiller clips")
+    dedupe: DedupeConfig = Field(
+        default_factory=DedupeConfig,
+        description="near-duplicate skip: no call for a clip like the last analysed one",
+    )
     max_age_s: float = Field(3600.0, gt=0, description="clip file retention")
     max_total_mb: float = Field(500.0, gt=0, description="clip files kept per stream, MB")
     min_free_mb: float = Field(

@@ -10,6 +10,7 @@ import uuid
 
 import numpy as np
 
+from vlm_monitor.clips.dedupe import DuplicateFilter
 from vlm_monitor.clips.sampling import STRATEGIES, SamplingStrategy, change_scores
 from vlm_monitor.clips.store import ClipStore, DiskFullError
 from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
@@ -31,6 +32,10 @@ class ClipBuilder:
         self.strategy: SamplingStrategy = STRATEGIES[config.sampling]()
         self.paused_reason: str | None = None
         self.build_times: collections.deque[float] = collections.deque(maxlen=200)
+        dedupe = config.dedupe
+        self._dedupe = (
+            DuplicateFilter(dedupe.threshold, dedupe.max_skip_s) if dedupe.enabled else None
+        )
 
     def strategy_name(self) -> str:
         return str(getattr(self.strategy, "name", "custom"))
@@ -51,6 +56,10 @@ class ClipBuilder:
         motion = float(np.mean(scores)) if scores else 0.0
         if self.config.min_motion is not None and motion < self.config.min_motion:
             self.stats["clips_gated"] += 1
+            return None
+        # Before the MP4 is written: a skipped clip costs neither a call nor disk.
+        if self._dedupe is not None and self._dedupe.is_duplicate(sampled):
+            self.stats["clips_skipped_duplicate"] += 1
             return None
         span = sampled[-1].relative_timestamp - sampled[0].relative_timestamp
         fps = (len(sampled) - 1) / span if span > 0 and len(sampled) > 1 else 1.0

@@ -53,6 +53,7 @@ STAT_KEYS = (
     "frames_dropped",
     "videos_created",
     "clips_gated",
+    "clips_skipped_duplicate",
     "clips_skipped_disk",
     "clip_write_errors",
     "clips_dropped_stale",
@@ -160,6 +161,12 @@ class AsyncVideoProcessor:
             "lag_s": round(self._last_lag, 3),
             "paused_reason": self.paused_reason,
             "plugin_errors_by_stage": dict(self.plugin_errors_by_stage),
+            # Clips that got no VLM call, by why: vlm_clips_skipped_total{reason} in /metrics.
+            "skipped": {
+                "duplicate": self.stats["clips_skipped_duplicate"],
+                "still": self.stats["clips_gated"],
+                "disk_full": self.stats["clips_skipped_disk"],
+            },
             "thread_restarts": self._workers.restarts,
             "threads_alive": self._workers.alive(),
         }

@@ -27,6 +27,12 @@ class ClipCollector(Collector):
         lag = GaugeMetricFamily(
             "vlm_clip_lag_seconds", "clip end -> inference start", labels=["stream"]
         )
+        skipped = CounterMetricFamily(
+            "vlm_clips_skipped",
+            "clips that got no VLM call: duplicate (like the last analysed one), still "
+            "(under min_motion), disk_full",
+            labels=["stream", "reason"],
+        )
         for sid in self.streams():
             stats = self.status(sid)
             if stats is None:
@@ -34,6 +40,8 @@ class ClipCollector(Collector):
             for key, value in stats.items():
                 if isinstance(value, int):
                     clip_counts.add_metric([sid, key], value)
+            for reason, value in (stats.get("skipped") or {}).items():
+                skipped.add_metric([sid, reason], value)
             lag.add_metric([sid], stats["lag_s"])
         per_min = GaugeMetricFamily(
             "vlm_provider_per_minute",
@@ -47,4 +55,4 @@ class ClipCollector(Collector):
             per_min.add_metric([name, "calls"], st["calls_per_min"])
             per_min.add_metric([name, "tokens"], st["tokens_per_min"])
             breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
-        yield from (clip_counts, lag, per_min, breaker)
+        yield from (clip_counts, skipped, lag, per_min, breaker)
