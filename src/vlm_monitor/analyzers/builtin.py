@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from vlm_monitor.analyzers.attention import AttentionAnalyzer
 from vlm_monitor.analyzers.base import Analyzer, SharedModels, StreamContext, placement
 from vlm_monitor.analyzers.emotion import no_face
 from vlm_monitor.analyzers.faces import Box, DetectorMode, TrackedFace
@@ -27,6 +28,7 @@ from vlm_monitor.registry import PluginError, Registry
 from vlm_monitor.types import Frame
 
 ANALYZERS: Registry[type[Analyzer]] = Registry("analyzer")
+ANALYZERS.register("attention")(AttentionAnalyzer)
 
 
 def emotion_fields(
@@ -185,7 +187,8 @@ def build_analyzers(
     detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in configs), default=1.0)
     detectors = {a.params["detector"] for a in configs if "detector" in a.params}
     detector: DetectorMode = detectors.pop() if len(detectors) == 1 else "auto"
-    context = StreamContext(stream_id, models, detect_every, executor, detector=detector)
+    gaze = any(a.name == "attention" for a in configs)  # the iris model only when read
+    context = StreamContext(stream_id, models, detect_every, executor, detector, gaze)
     analyzers: dict[str, Analyzer] = {}
     for config in configs:
         try:

@@ -55,6 +55,19 @@ class HeartRateParams(FaceParams):
     min_snr_db: float = Field(-3.0, ge=-20, le=20, description="below: bpm null, weak signal")
 
 
+@PARAMS.register("attention")
+class AttentionParams(FaceParams):
+    yaw_limit: float = Field(30.0, gt=0, le=90, description="head turned further: looking away")
+    pitch_limit: float = Field(25.0, gt=0, le=90, description="head tipped further: looking away")
+    gaze_limit: float = Field(
+        0.7, gt=0, le=1, description="iris offset in the eye (0 centre, 1 corner): looking away"
+    )
+    absent_s: float = Field(5.0, ge=0, le=600, description="no face this long: absent")
+    multiple_s: float = Field(2.0, ge=0, le=600, description="more faces this long: multiple")
+    away_s: float = Field(3.0, ge=0, le=600, description="looking away this long: incident")
+    report_every_s: float = Field(1.0, gt=0, le=60, description="result period when unchanged")
+
+
 @PARAMS.register("ocr")
 class OcrParams(AnalyzerParams):
     default_fps: ClassVar[float] = 0.5
@@ -68,4 +81,4 @@ class OcrParams(AnalyzerParams):
 
 
 DEFAULT_FPS = {name: params.default_fps for name, params in PARAMS.items()}
-AnalyzerName = Literal["motion", "emotion", "heart_rate", "ocr"]
+AnalyzerName = Literal["motion", "emotion", "heart_rate", "attention", "ocr"]
