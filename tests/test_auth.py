@@ -28,7 +28,8 @@ VIEWER_ROUTES = {
     ("GET", p)
     for p in (
         "/api/alerts", "/api/analyses", "/api/analyzers", "/api/events", "/api/events/{event_id}",
-        "/api/events/{event_id}/snapshot.jpg", "/api/flow-nodes", "/api/flows",
+        "/api/events/{event_id}/snapshot.jpg", "/api/events/{event_id}/clip.mp4",
+        "/api/flow-nodes", "/api/flows",
         "/api/flows/{flow_id}", "/api/flows/{flow_id}/runs", "/api/flows/{flow_id}/runs/{run_id}",
         "/api/providers", "/api/realtime", "/api/results", "/api/results/{result_id}",
         "/api/results/{result_id}/clip", "/api/rtsp/status", "/api/sessions", "/api/status",

@@ -5,12 +5,16 @@ snapshot, /ws/events)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 import websockets
 
+from vlm_monitor.events.clips import PacketRing, _Format, _Packet
 from vlm_monitor.events.model import EventTracker
 from vlm_monitor.events.store import EventStore, fts_query
 from vlm_monitor.testing import wait_until
@@ -95,6 +99,21 @@ def test_stream_offline_then_online() -> None:
     assert online.incident.kind == "stream_online" and online.incident.state == "closed"
 
 
+def test_packet_ring_keeps_whole_groups_of_pictures() -> None:
+    ring = PacketRing(keep_s=2.0)
+    fmt = _Format("h264", 320, 240, Fraction(1, 90000))
+    ring.put(fmt, _Packet(b"p", 0, 0, False, 0.0))  # no keyframe yet: nothing to start from
+    assert ring.since(0)[1] == []
+    for i in range(100):  # 10 packets a second, a keyframe every second
+        ring.put(fmt, _Packet(b"x", i, i, i % 10 == 0, i / 10))
+    _, kept = ring.since(0)
+    assert kept[0].key and 1.9 <= 9.9 - kept[0].at <= 3.0
+    _, tail = ring.since(9.5)
+    assert tail[0].key and tail[0].at == 9.0 and len(tail) == 10
+    ring.put(_Format("hevc", 320, 240, fmt.time_base), _Packet(b"k", 0, 0, True, 10.0))
+    assert len(ring.since(0)[1]) == 1  # a new format starts afresh
+
+
 def test_store_search_filters_and_retention(tmp_path) -> None:
     store = EventStore(tmp_path / "db.sqlite")
     t = EventTracker()
@@ -123,7 +142,7 @@ def test_events_end_to_end(server, camera) -> None:
     cam = camera(fps=10, size="320x240")
     srv = server(
         {
-            "events": {"idle_close_s": 1},
+            "events": {"idle_close_s": 1, "preroll_s": 2, "postroll_s": 1},
             "streams": [
                 {"id": "cam", "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]},
             ],
@@ -162,6 +181,16 @@ def test_events_end_to_end(server, camera) -> None:
         assert c.get("/api/events", params={"kind": "nope"}).status_code == 422
         assert c.get("/api/events/ffff").status_code == 404
         assert c.get("/api/events/bad..id").status_code == 422
+        # The clip: the camera's own H.264 packets, remuxed, from before the event opened.
+        got = wait_until(
+            lambda: (d := c.get(f"/api/events/{event_id}").json())["clip_url"] and d, 20
+        )
+        clip = c.get(got["clip_url"])
+        assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
+        with av.open(io.BytesIO(clip.content)) as mp4:
+            video = mp4.streams.video[0]
+            assert video.codec_context.name == "h264"
+            assert sum(1 for _ in mp4.decode(video)) >= 10  # 1 s at 10 fps, and pre-roll
         acked = c.post(f"/api/events/{event_id}/ack").json()
         assert acked["acknowledged"] is True
         assert c.get(f"/api/events/{event_id}").json()["acknowledged"] is True

@@ -22,6 +22,11 @@ class EventsConfig(_Model):
     keep_days: float = Field(30.0, gt=0, description="closed incidents older than this go")
     keep_max: int = Field(10_000, ge=10, description="incidents kept at most (oldest pruned)")
     snapshot_quality: int = Field(85, ge=10, le=100, description="snapshot JPEG quality")
+    clips: bool = Field(
+        True, description="keep an MP4 per event (demuxed sources: rtsp, tcp, http, file)"
+    )
+    preroll_s: float = Field(5.0, ge=0, le=60, description="clip seconds before the event")
+    postroll_s: float = Field(5.0, ge=0, le=120, description="clip seconds after it opened")
 
 
 Action = Literal["open", "update", "close"]

@@ -21,6 +21,7 @@ from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
 from vlm_monitor.events import EventService
+from vlm_monitor.events.clips import PacketRings
 from vlm_monitor.flows.manager import FlowManager
 from vlm_monitor.flows.ports import FlowPorts
 from vlm_monitor.hub import StreamHub
@@ -63,6 +64,8 @@ class Services:
         self.analysis_writer = AnalysisWriter(self.store, config.analysis.keep_results)
         self.results = ResultSink(self.bus, self.store, self.sessions, self.analysis_writer)
         ev = config.events
+        # The ring holds pre-roll and post-roll, plus a group of pictures to start from.
+        self.packet_rings = PacketRings(ev.preroll_s + ev.postroll_s + 4) if ev.clips else None
         self.events = EventService(
             Path(config.server.data_dir),
             self.bus,
@@ -71,7 +74,13 @@ class Services:
             ev.keep_days,
             ev.keep_max,
             ev.snapshot_quality,
+            self.packet_rings,
+            ev.preroll_s,
+            ev.postroll_s,
         )
+        if self.packet_rings is not None:
+            self.streams.packet_sink = self.packet_rings.put
+            self.streams.hooks.append(self.packet_rings)
         self.results.listen(self.events.on_result)
         self.mqtt: MqttBridge | None = None
         if config.mqtt is not None:

@@ -1,5 +1,5 @@
 """``/api/events``: incidents (motion, alerts, attention, streams offline), newest first, with
-full-text search, the snapshot that shows each, and acknowledgement."""
+full-text search, the snapshot and clip that show each, and acknowledgement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as FastApiPath
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.events.model import KINDS
@@ -50,6 +50,18 @@ async def event_snapshot(services: ServicesDep, event_id: EventId) -> Response:
     if jpeg is None:
         raise HTTPException(404, f"no snapshot for event {event_id!r}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get(
+    "/api/events/{event_id}/clip.mp4",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "no clip"}},
+)
+async def event_clip(services: ServicesDep, event_id: EventId) -> FileResponse:
+    path = services.events.snapshots.clip_path(event_id)
+    if not await asyncio.to_thread(path.is_file):
+        raise HTTPException(404, f"no clip for event {event_id!r}")
+    return FileResponse(path, media_type="video/mp4")
 
 
 @router.post("/api/events/{event_id}/ack")

@@ -39,6 +39,7 @@ class Incident:
     key: str = ""
     text: str = ""  # VLM descriptions gathered while open, searched with the title and summary
     has_snapshot: bool = False
+    has_clip: bool = False
     # The result behind the snapshot: its boxes are drawn on the frame. Not stored.
     evidence: dict[str, Any] | None = None
 
@@ -55,7 +56,7 @@ class Incident:
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
             "snapshot_url": f"/api/events/{self.id}/snapshot.jpg" if self.has_snapshot else None,
-            "clip_url": None,
+            "clip_url": f"/api/events/{self.id}/clip.mp4" if self.has_clip else None,
             "result_ids": list(self.result_ids),
             "acknowledged": self.acknowledged,
             "key": self.key,
@@ -80,6 +81,7 @@ class Incident:
             key=doc.get("key", ""),
             text=doc.get("text", ""),
             has_snapshot=doc.get("snapshot_url") is not None,
+            has_clip=doc.get("clip_url") is not None,
         )
 
 

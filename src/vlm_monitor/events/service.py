@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vlm_monitor.broadcast.bus import EventBus
-from vlm_monitor.events.model import Change, EventTracker
+from vlm_monitor.events.clips import PacketRings
+from vlm_monitor.events.model import Change, EventTracker, Incident
 from vlm_monitor.events.snapshot import SnapshotFiles, render
 from vlm_monitor.events.store import EventStore
 from vlm_monitor.types import Event, Frame
@@ -48,12 +49,17 @@ class EventService:
         keep_days: float = 30.0,
         keep_max: int = 10_000,
         snapshot_quality: int = 85,
+        clips: PacketRings | None = None,
+        preroll_s: float = 5.0,
+        postroll_s: float = 5.0,
     ) -> None:
         self.bus, self.latest_frame = bus, latest_frame
         self.store = EventStore(data_dir / "vlm-monitor.db")
         self.snapshots = SnapshotFiles(data_dir / "events")
         self.tracker = EventTracker(idle_close_s)
         self.keep_s, self.keep_max, self.quality = keep_days * 86400, keep_max, snapshot_quality
+        self.clips, self.preroll_s, self.postroll_s = clips, preroll_s, postroll_s
+        self._clip_tasks: set[asyncio.Task[None]] = set()
         self.subscribers: list[Subscriber] = []
         # Told every stream.state (stream id, status), e.g. MQTT's retained state topic.
         self.state_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
@@ -87,6 +93,10 @@ class EventService:
             if change.action == "open" and incident.kind not in ("stream_offline",):
                 frame = self.latest_frame(incident.stream)
                 incident.has_snapshot = frame is not None
+                if self.clips is not None and incident.kind != "stream_online":
+                    task = asyncio.create_task(self._clip(incident))
+                    self._clip_tasks.add(task)
+                    task.add_done_callback(self._clip_tasks.discard)
             self._enqueue(_Work(change.action, incident.to_json(), frame, incident.evidence))
 
     def _enqueue(self, work: _Work) -> None:
@@ -94,6 +104,25 @@ class EventService:
             self._queue.put_nowait(work)
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
+
+    async def _clip(self, incident: Incident) -> None:
+        """The clip: pre-roll from the ring, then ``postroll_s`` of what followed the start."""
+        assert self.clips is not None
+        await asyncio.sleep(self.postroll_s)
+        try:
+            written = await asyncio.to_thread(
+                self.clips.write,
+                incident.stream,
+                incident.started_at - self.preroll_s,
+                self.snapshots.clip_path(incident.id),
+            )
+        except Exception:
+            log.exception("event clip failed", extra={"fields": {"id": incident.id}})
+            return
+        if written:
+            incident.has_clip = True
+            # Through the writer, after whatever came before: the stored row keeps the clip.
+            self._enqueue(_Work("update", incident.to_json(), None, None))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -112,9 +141,9 @@ class EventService:
         # What is queued is written first: stored incidents are never lost to a shutdown.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), 5.0)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._clip_tasks]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._clip_tasks]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loop = None
@@ -145,6 +174,7 @@ class EventService:
             # Acknowledgement and snapshot are decided once and survive later updates.
             doc["acknowledged"] = doc["acknowledged"] or stored.get("acknowledged", False)
             doc["snapshot_url"] = doc["snapshot_url"] or stored.get("snapshot_url")
+            doc["clip_url"] = doc["clip_url"] or stored.get("clip_url")
         await asyncio.to_thread(self.store.save, doc)
         self.counts[{"open": "opened", "update": "updated", "close": "closed"}[work.action]] += 1
         self.publish(work.action, doc, jpeg)

@@ -55,6 +55,9 @@ class SnapshotFiles:
     def path(self, event_id: str) -> Path:
         return self.directory / f"{event_id}.jpg"
 
+    def clip_path(self, event_id: str) -> Path:
+        return self.directory / f"{event_id}.mp4"
+
     def write(self, event_id: str, jpeg: bytes) -> None:
         # Written aside then renamed: a reader never gets half a picture.
         tmp = self.directory / f".{event_id}.jpg.tmp"
@@ -69,5 +72,6 @@ class SnapshotFiles:
 
     def delete(self, event_ids: list[str]) -> None:
         for event_id in event_ids:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(event_id).unlink()
+            for path in (self.path(event_id), self.clip_path(event_id)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()

@@ -59,6 +59,8 @@ class StreamManager:
         self.whip = WhipInboxes()
         self.hooks: list[StreamHooks] = []
         self.status_extras: list[Callable[[str], dict[str, Any]]] = []
+        # (stream id, demuxer stream, packet) for every encoded packet: event clips.
+        self.packet_sink: Callable[[str, Any, Any], None] | None = None
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._streams
@@ -88,6 +90,10 @@ class StreamManager:
 
             inbox = self.whip.get(config.id) if config.url.startswith("whip:") else None
             managed.source = Source(config, on_frame, self._state_changed, inbox)
+            sink = self.packet_sink
+            if sink is not None:
+                stream_id = config.id
+                managed.source.on_packet = lambda stream, packet: sink(stream_id, stream, packet)
             if persistent and not already_stored:
                 await self.store.save_stream(
                     config.id, config.model_dump(mode="json", by_alias=True)

@@ -85,6 +85,7 @@ def pyav_frames(
     loop: bool = False,
     display: Display | None = None,
     allow: frozenset[str] = frozenset(),
+    on_packet: Callable[[Any, Any], None] | None = None,
 ) -> Iterator[Any]:
     """Yield ``av.VideoFrame`` objects from anything FFmpeg demuxes.
 
@@ -92,7 +93,8 @@ def pyav_frames(
     ``display`` learns the codec and turns pictures upright (their display rotation).
     Corrupt packets are counted through ``on_decode_error`` and skipped. Demuxers that open
     further inputs are refused with ``RefusedInputError``, but for those in ``allow`` (whose
-    further inputs the ``protocol_whitelist`` option confines).
+    further inputs the ``protocol_whitelist`` option confines). ``on_packet(stream, packet)``
+    sees every encoded video packet before it is decoded (event clips keep a ring of them).
     """
     pacer: Pacer | None = None
     last_frame = time.monotonic()
@@ -109,6 +111,8 @@ def pyav_frames(
                 for packet in container.demux(stream):
                     if stop.is_set():
                         return
+                    if on_packet is not None and packet.size:
+                        on_packet(stream, packet)
                     try:
                         frames = packet.decode()
                     except av.error.FFmpegError:

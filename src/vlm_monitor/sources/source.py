@@ -77,6 +77,8 @@ class Source:
         self.display = Display()
         self.last_frame_at: float | None = None  # unix seconds
         self._recent: collections.deque[float] = collections.deque(maxlen=512)
+        # Every encoded packet of demuxed sources, on the decoding thread (event clips).
+        self.on_packet: Callable[[Any, Any], None] | None = None
 
     def start(self) -> None:
         if self._thread is not None:
@@ -188,6 +190,7 @@ class Source:
             loop=loop,
             display=self.display,
             allow=allow,
+            on_packet=self.on_packet,
         )
 
     def _live_options(self) -> dict[str, str]:

@@ -181,6 +181,7 @@ function connectEvents(delay = 500) {
     else if (ev.type === "result") addResult(ev);
     else if (ev.type === "analysis" && cards.has(ev.stream)) showAnalysis(cards.get(ev.stream), ev);
     else if (ev.type.startsWith("flow.")) onFlowEvent(ev);
+    else if (ev.type === "event") onIncident(ev.event);
   };
   ws.onclose = () => {
     conn.textContent = "disconnected"; conn.className = "badge closed";
