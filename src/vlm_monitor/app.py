@@ -19,6 +19,7 @@ from vlm_monitor import __version__
 from vlm_monitor.api import (
     analysis,
     analysis_results,
+    ask,
     docs,
     events,
     flows,
@@ -39,6 +40,7 @@ from vlm_monitor.types import LimitError
 API_MODULES = (
     system,
     streams,
+    ask,
     analysis,
     analysis_results,
     flows,
