@@ -58,7 +58,7 @@ def test_analyzers_enabled_and_changed_at_runtime(server) -> None:
             metrics
         )
         available = {a["name"] for a in c.get("/api/analyzers").json()["available"]}
-        assert available == {"motion", "emotion", "heart_rate", "ocr"}
+        assert available == {"motion", "emotion", "heart_rate", "attention", "ocr"}
 
         # Off again: the subscriptions go away.
         assert c.put("/api/streams/cam/analyzers", json={"analyzers": []}).status_code == 200
@@ -81,7 +81,7 @@ def test_rtsp_start_runs_the_default_analyzers_with_a_session(server, rtsp_serve
             json={"stream_name": "exam-42-user-9", "rtsp_url": url, "transport": "tcp"},
         )
         assert r.status_code == 200, r.text
-        assert set(r.json()["status"]["analyzers"]) == {"emotion", "heart_rate"}
+        assert set(r.json()["status"]["analyzers"]) == {"emotion", "heart_rate", "attention"}
         status = wait_until(
             lambda: (
                 (s := c.get("/api/rtsp/status").json())["streams"]["exam-42-user-9"]["analyzers"][

@@ -348,7 +348,11 @@ class AnalysisConfig(_Model):
         200_000, ge=1000, description="analyzer results kept in SQLite (oldest pruned)"
     )
     rtsp_default_analyzers: list[AnalyzerConfig] = Field(
-        default_factory=lambda: [AnalyzerConfig(name="emotion"), AnalyzerConfig(name="heart_rate")],
+        default_factory=lambda: [
+            AnalyzerConfig(name="emotion"),
+            AnalyzerConfig(name="heart_rate"),
+            AnalyzerConfig(name="attention"),
+        ],
         description="what POST /api/rtsp/start runs when the body names none",
     )
     dispatch: Literal["local", "redis"] = Field(

@@ -84,7 +84,8 @@ class RtspStart(BaseModel):
     rtsp_url: str | None = Field(None, description="default: {analysis.rtsp_base}/{stream_name}")
     transport: Literal["tcp", "udp", "auto"] = "auto"
     analyzers: list[AnalyzerConfig] | None = Field(
-        None, description="default: analysis.rtsp_default_analyzers (emotion, heart_rate)"
+        None,
+        description="default: analysis.rtsp_default_analyzers (emotion, heart_rate, attention)",
     )
     session_id: str | None = Field(None, min_length=1, max_length=200)
     student_id: str | None = Field(None, max_length=200)

@@ -34,6 +34,7 @@ EVENT_NAMES = {
     "heart_rate": ("heart_rate_result", "rtsp_heart_rate_analysis", "student.heart_rate"),
     "motion": ("motion_result", "rtsp_motion_analysis", "student.motion"),
     "ocr": ("ocr_result", "rtsp_ocr_analysis", "student.ocr"),
+    "attention": ("attention_result", "rtsp_attention_analysis", "student.attention"),
 }
 
 
