@@ -32,7 +32,8 @@ VIEWER_ROUTES = {
         "/api/flow-nodes", "/api/flows",
         "/api/flows/{flow_id}", "/api/flows/{flow_id}/runs", "/api/flows/{flow_id}/runs/{run_id}",
         "/api/providers", "/api/realtime", "/api/results", "/api/results/{result_id}",
-        "/api/results/{result_id}/clip", "/api/rtsp/status", "/api/sessions", "/api/status",
+        "/api/results/{result_id}/clip", "/api/rtsp/status", "/api/sessions",
+        "/api/sessions/{session_id}/summary", "/api/status",
         "/api/streams", "/api/streams/{stream_id}", "/api/streams/{stream_id}/frame.jpg",
         "/api/streams/{stream_id}/mjpeg",
     )

@@ -3,6 +3,7 @@ bindings."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -13,10 +14,12 @@ from vlm_monitor.analyzers.params import AnalyzerName
 from vlm_monitor.analyzers.service import available
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
+from vlm_monitor.results.summary import summarise
 from vlm_monitor.services import Services
 from vlm_monitor.sources.manager import StreamNotFoundError
 
 router = APIRouter()
+SUMMARY_ANALYZERS = ("attention", "heart_rate", "emotion")
 
 
 class AnalyzersBody(BaseModel):
@@ -94,6 +97,15 @@ async def list_sessions(services: ServicesDep) -> dict[str, Any]:
         "pattern": services.sessions.pattern.pattern,
         "streams": {sid: s.to_json() if s else None for sid, s in resolved.items()},
     }
+
+
+@router.get("/api/sessions/{session_id}/summary")
+async def session_summary(session_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The proctor's report of a session, from the stored results of its streams."""
+    rows = await services.store.session_analyses(session_id, SUMMARY_ANALYZERS)
+    if not rows:
+        raise HTTPException(404, f"no stored analyses for session {session_id!r}")
+    return await asyncio.to_thread(summarise, session_id, rows)
 
 
 @router.put("/api/sessions/{stream_name}")

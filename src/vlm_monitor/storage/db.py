@@ -47,6 +47,8 @@ MIGRATIONS = [
     """DELETE FROM analyses WHERE id NOT IN (
            SELECT MIN(id) FROM analyses GROUP BY stream, analyzer, video_timestamp);
        CREATE UNIQUE INDEX analyses_once ON analyses (stream, analyzer, video_timestamp)""",
+    # 7: a session's results for its summary, without reading every stream's
+    """CREATE INDEX analyses_by_session ON analyses (session_id, analyzer)""",
 ]
 
 
@@ -153,6 +155,18 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         rows = await asyncio.to_thread(self._run, sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [{"id": row[0], **json.loads(row[1])} for row in rows]
+
+    async def session_analyses(
+        self, session_id: str, analyzers: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """Every stored result of ``analyzers`` stamped with ``session_id``, oldest first."""
+        marks = ",".join("?" * len(analyzers))
+        rows = await asyncio.to_thread(
+            self._run,
+            f"SELECT doc FROM analyses WHERE session_id = ? AND analyzer IN ({marks}) ORDER BY id",
+            (session_id, *analyzers),
+        )
+        return [json.loads(row[0]) for row in rows]
 
     async def save_session(self, stream: str, session_id: str, student_id: str | None) -> None:
         await asyncio.to_thread(
