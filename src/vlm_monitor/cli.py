@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
 from vlm_monitor.registry import PluginError
+from vlm_monitor.vlm.replay import add_arguments as add_replay_arguments
 
 log = logging.getLogger("vlm_monitor.cli")
 RUN_DIR_NAME = "run"
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--max-attempts", type=int, default=3, help="then: dead-letter stream")
 
+    replay = sub.add_parser("replay", help="put the questions of a VLM audit log again")
+    add_replay_arguments(replay)
+
     stop = sub.add_parser("stop", help="stop what 'demo' started")
     stop.add_argument("--data-dir", default="./data")
     return parser
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "replay":  # prints its findings; nothing worth a log file
+            from vlm_monitor.vlm.replay import command as replay
+
+            return replay(args)
         setup_logging(args.command, os.environ.get("VLM_MONITOR_LOG_DIR", "logs"))
         if args.command == "demo":
             return _demo(args)

@@ -334,9 +334,21 @@ class VlmProviderConfig(_Model):
         return self
 
 
+class AuditConfig(_Model):
+    enabled: bool = Field(
+        False, description="record every VLM question and answer in data_dir/audit"
+    )
+    max_mb: float = Field(500.0, gt=0, description="the audit directory's size; oldest go first")
+
+
 class VlmConfig(_Model):
     providers: list[VlmProviderConfig] = Field(
         default_factory=list, description="vision-language models clips and flows may call"
+    )
+    audit: AuditConfig = Field(
+        default_factory=AuditConfig,
+        description="audit log: prompt, schema, frames and answer of each call "
+        "(vlm-monitor replay puts them again)",
     )
 
 

@@ -36,6 +36,7 @@ from vlm_monitor.results import ResultSink, SessionMap
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
+from vlm_monitor.vlm.audit import AuditLog
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
@@ -50,6 +51,9 @@ class Services:
         if config.analysis.dispatch == "local":  # else workers build them
             check_analyzers(config.streams)
         self.providers = ProviderSet(config.vlm.providers)
+        if config.vlm.audit.enabled:
+            audit = AuditLog(Path(config.server.data_dir) / "audit", config.vlm.audit.max_mb)
+            self.providers.audit(audit.record)
         self.config = config
         self.started_at = time.time()
         self.refused: collections.Counter[str] = collections.Counter()  # by the guard, by status

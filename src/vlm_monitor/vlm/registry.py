@@ -10,7 +10,7 @@ from vlm_monitor.config import ClipsConfig, VlmProviderConfig
 from vlm_monitor.registry import PluginError
 from vlm_monitor.vlm import http, local  # noqa: F401 (they register the built-in kinds)
 from vlm_monitor.vlm.base import PROVIDER_KINDS, ProviderError, VlmAnswer, VlmRequest
-from vlm_monitor.vlm.resilience import GuardedProvider, ProviderGroup
+from vlm_monitor.vlm.resilience import Auditor, GuardedProvider, ProviderGroup
 
 log = logging.getLogger("vlm_monitor.vlm")
 
@@ -69,6 +69,11 @@ class ProviderSet:
         the calling thread: quick and thread-safe (latency histograms)."""
         for provider in self.providers.values():
             provider.listeners.append(listener)
+
+    def audit(self, auditor: Auditor) -> None:
+        """``auditor(provider, request, answer, error, seconds)`` after each question."""
+        for provider in self.providers.values():
+            provider.auditors.append(auditor)
 
     def status(self) -> dict[str, Any]:
         out = {}

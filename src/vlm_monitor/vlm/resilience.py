@@ -18,10 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vlm_monitor.sources.backoff import backoff_delay
-from vlm_monitor.vlm.base import Provider, ProviderError, VlmAnswer, VlmRequest
+from vlm_monitor.vlm.base import (
+    Provider,
+    ProviderError,
+    StructuredAnswerError,
+    VlmAnswer,
+    VlmRequest,
+)
 from vlm_monitor.vlm.structured import answer_structured
 
 log = logging.getLogger("vlm_monitor.vlm")
+Auditor = Callable[[str, VlmRequest, VlmAnswer | None, str | None, float], None]
 
 
 @dataclass
@@ -54,6 +61,8 @@ class GuardedProvider:
         self.stats = ProviderStats()
         # (provider, seconds, ok) per request, on the calling thread: latency histograms.
         self.listeners: list[Callable[[str, float, bool], None]] = []
+        # (provider, request, answer or None, error or None, seconds) per answered question.
+        self.auditors: list[Auditor] = []
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._recent_calls: collections.deque[float] = collections.deque()
@@ -138,7 +147,23 @@ class GuardedProvider:
 
     def analyze(self, request: VlmRequest) -> VlmAnswer:
         """The answer; with a schema, validated (one repair retry, see ``structured``)."""
-        return answer_structured(self._call, request)
+        if not self.auditors:
+            return answer_structured(self._call, request)
+        started = time.monotonic()
+        try:
+            answer = answer_structured(self._call, request)
+        except ProviderError as exc:
+            failed = exc.answer if isinstance(exc, StructuredAnswerError) else None
+            self._audit(request, failed, str(exc), time.monotonic() - started)
+            raise
+        self._audit(request, answer, None, time.monotonic() - started)
+        return answer
+
+    def _audit(
+        self, request: VlmRequest, answer: VlmAnswer | None, error: str | None, seconds: float
+    ) -> None:
+        for auditor in self.auditors:
+            auditor(self.name, request, answer, error, seconds)
 
     def _call(self, request: VlmRequest) -> VlmAnswer:
         attempt = 0

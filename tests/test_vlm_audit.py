@@ -1,0 +1,106 @@
+"""The VLM audit log and `vlm-monitor replay`, against the fake OpenAI-protocol server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_vlm import FakeVlm
+from vlm_monitor.cli import main
+from vlm_monitor.config import VlmProviderConfig, build_config
+from vlm_monitor.vlm.audit import AuditLog
+from vlm_monitor.vlm.base import ProviderError, VlmRequest
+from vlm_monitor.vlm.registry import ProviderSet
+
+ALERT = {
+    "type": "object",
+    "properties": {"alert": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["alert", "reason"],
+}
+GOOD = '{"alert": true, "reason": "smoke"}'
+
+
+@pytest.fixture
+def fake():
+    server = FakeVlm(answer="A ball moves.")
+    yield server
+    server.close()
+
+
+def request(schema=None) -> VlmRequest:
+    frames = [np.full((720, 1280, 3), 50 * i, np.uint8) for i in range(3)]
+    return VlmRequest("cam", "What happens?", frames, [1.0, 2.0, 3.0], schema=schema)
+
+
+def providers(fake: FakeVlm) -> ProviderSet:
+    cfg = VlmProviderConfig(
+        name="qwen", kind="openai", base_url=fake.url + "/v1", model="m", retries=0
+    )
+    return ProviderSet([cfg])
+
+
+def test_every_call_is_recorded_with_its_frames(fake: FakeVlm, tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit", max_mb=50)
+    ps = providers(fake)
+    ps.audit(audit.record)
+    p = ps.providers["qwen"]
+    fake.behaviours.append(("text", GOOD))
+    p.analyze(request(ALERT))
+    p.analyze(request())
+    fake.behaviours.append(("status", 400))
+    with pytest.raises(ProviderError):
+        p.analyze(request())
+    (log,) = (tmp_path / "audit").glob("audit-*.jsonl")
+    first, second, third = (json.loads(line) for line in log.read_text().splitlines())
+    assert first["structured"] == {"alert": True, "reason": "smoke"} and first["repairs"] == 0
+    assert first["schema"] == ALERT and first["prompt"] == "What happens?"
+    assert second["answer"] == "A ball moves." and second["tokens"] == 120
+    assert third["answer"] is None and "HTTP 400" in third["error"]
+    assert len(first["frames"]) == 3 and first["timestamps"] == [1.0, 2.0, 3.0]
+    assert (tmp_path / "audit" / first["frames"][0]).stat().st_size > 0
+    ps.close()
+
+
+def test_the_audit_directory_stays_within_max_mb(fake: FakeVlm, tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit", max_mb=0.05)
+    noisy = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    for _ in range(20):
+        audit.record("qwen", VlmRequest("cam", "?", [noisy], [1.0]), None, "x", 0.1)
+    used = sum(p.stat().st_size for p in (tmp_path / "audit").rglob("*") if p.is_file())
+    assert used < 0.05 * 1024 * 1024 * 1.5
+
+
+def test_replay_puts_the_questions_again(fake: FakeVlm, tmp_path: Path, capsys) -> None:
+    audit = AuditLog(tmp_path / "audit", max_mb=50)
+    ps = providers(fake)
+    ps.audit(audit.record)
+    fake.behaviours.append(("text", GOOD))
+    ps.providers["qwen"].analyze(request(ALERT))
+    ps.providers["qwen"].analyze(request())
+    ps.close()
+    config = tmp_path / "c.yaml"
+    provider = {"name": "qwen", "kind": "openai", "base_url": fake.url + "/v1", "model": "m2"}
+    config.write_text(json.dumps({"vlm": {"providers": [provider]}}))
+    (log,) = (tmp_path / "audit").glob("audit-*.jsonl")
+    sent_before = len(fake.requests)
+
+    fake.behaviours.extend([("text", GOOD), ("text", "Nothing moves.")])
+    assert main(["replay", str(log), "--config", str(config)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r.get("outcome") for r in lines[:2]] == ["same", "changed"]
+    assert lines[1]["before"] == "A ball moves." and lines[1]["after"] == "Nothing moves."
+    assert lines[2] == {"summary": {"calls": 2, "same": 1, "changed": 1, "failed": 0}}
+    replayed = fake.requests[sent_before]["json"]
+    assert replayed["model"] == "m2" and replayed["response_format"]["type"] == "json_schema"
+    assert len([p for p in replayed["messages"][0]["content"] if p["type"] == "image_url"]) == 3
+
+    assert main(["replay", str(log), "--config", str(config), "--provider", "nope"]) == 1
+    assert "no provider 'nope'" in capsys.readouterr().out
+
+
+def test_audit_is_off_unless_configured() -> None:
+    assert not build_config({}).vlm.audit.enabled
+    assert build_config({"vlm": {"audit": {"enabled": True, "max_mb": 100}}}).vlm.audit.enabled
