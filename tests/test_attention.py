@@ -193,3 +193,18 @@ async def test_attention_result_through_a_server(server) -> None:
     result = payload["result"]
     assert result["present"] is True and result["faces"] == 1
     assert {"yaw", "pitch", "roll", "gaze", "looking_away", "boxes", "incident"} <= set(result)
+
+
+def test_incidents_open_and_close_events(portrait) -> None:
+    """The events service reads ``incident`` as it comes: the kind opens an event while
+    listed and closes it when it leaves the list."""
+    from vlm_monitor.events.model import EventTracker
+
+    tracker, analyzer = EventTracker(), make(absent_s=1)
+    blank = np.full_like(portrait, 110)
+    changes = []
+    for ts, result in run(analyzer, blank, 1000.0, 2.0) + run(analyzer, portrait, 1002.0, 1.0):
+        doc = {"stream": "s", "analyzer": "attention", "frame_seq": 1, "result": result}
+        changes += [(c.action, c.incident.kind) for c in tracker.analysis(doc, now=ts)]
+    assert ("open", "absent") in changes and changes[-1] == ("close", "absent")
+    assert {kind for _, kind in changes} == {"absent"}
