@@ -35,7 +35,13 @@ from vlm_monitor.api import (
 from vlm_monitor.api.guard import Guard
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
-from vlm_monitor.types import LimitError
+from vlm_monitor.types import (
+    ConflictError,
+    DomainError,
+    InvalidError,
+    LimitError,
+    NotFoundError,
+)
 
 API_MODULES = (
     system,
@@ -53,6 +59,25 @@ API_MODULES = (
     whip,
     docs,
 )
+
+
+# The one place domain errors become HTTP statuses; routers let them through.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidError: 422,
+    LimitError: 429,
+}
+
+
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """``{"error": message}`` (plus ``detail``, every problem, for an InvalidError that
+    lists several) with the status of the error's kind."""
+    status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind)), 400)
+    body: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, InvalidError) and exc.problems:
+        body["detail"] = exc.problems
+    return JSONResponse(body, status_code=status)
 
 
 def _validation_messages(exc: RequestValidationError) -> list[str]:
@@ -135,9 +160,9 @@ def create_app(config: Config) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.exception_handler(LimitError)
-    async def on_limit(request: Request, exc: LimitError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=429)
+    @app.exception_handler(DomainError)
+    async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return domain_error_response(exc)
 
     for module in API_MODULES:
         app.include_router(module.router)

@@ -20,6 +20,7 @@ from vlm_monitor.broadcast.redis_relay import RedisRelay
 from vlm_monitor.broadcast.socketio import SocketIOBridge
 from vlm_monitor.clips.service import ClipService
 from vlm_monitor.config import Config, StreamConfig
+from vlm_monitor.control import StreamControl
 from vlm_monitor.events import EventService
 from vlm_monitor.events.clips import PacketRings
 from vlm_monitor.flows.manager import FlowManager
@@ -118,6 +119,14 @@ class Services:
             (config.bus.url, config.bus.channel, node)
             if config.analysis.dispatch == "redis"
             else None,
+        )
+        self.control = StreamControl(
+            self.streams,
+            self.analyzers,
+            self.sessions,
+            config.analysis,
+            config.server.media_dir,
+            [p.name for p in config.vlm.providers],
         )
         self.socketio = SocketIOBridge(
             self.bus, redis_url, config.bus.channel, config.server.cors_origins

@@ -184,5 +184,31 @@ class AnalysisResult:
         }
 
 
-class LimitError(Exception):
-    """A configured limit (streams, flows, ...) is reached; the HTTP API answers 429."""
+class DomainError(Exception):
+    """What a request asked for cannot be done, said for the person who asked (the message
+    is the HTTP answer's ``error``). Each kind below is one HTTP status, mapped in one place
+    (``app.py``), so the domain never speaks HTTP and routers never translate by hand."""
+
+    # The message, never its repr, even for subclasses that are also KeyErrors.
+    __str__ = Exception.__str__
+
+
+class NotFoundError(DomainError):
+    """No such stream, flow, ...: 404."""
+
+
+class ConflictError(DomainError):
+    """It exists already, or is in a state that forbids the change: 409."""
+
+
+class InvalidError(DomainError):
+    """The request names something that cannot work (a URL, a provider, an analyzer that
+    cannot start): 422. ``problems``: every problem, when there are several."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class LimitError(DomainError):
+    """A configured limit (streams, flows, ...) is reached: 429."""

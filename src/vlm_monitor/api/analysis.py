@@ -8,15 +8,13 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from vlm_monitor.analyzers.params import AnalyzerName
 from vlm_monitor.analyzers.service import available
 from vlm_monitor.api.deps import ServicesDep
-from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig, StreamConfig, describe_errors
+from vlm_monitor.config import STREAM_ID_PATTERN, AnalyzerConfig
 from vlm_monitor.results.summary import summarise
-from vlm_monitor.services import Services
-from vlm_monitor.sources.manager import StreamNotFoundError
 
 router = APIRouter()
 SUMMARY_ANALYZERS = ("attention", "heart_rate", "emotion")
@@ -33,37 +31,6 @@ class SessionBody(BaseModel):
     student_id: str | None = Field(None, max_length=200)
 
 
-def _running(services: Services, stream_id: str) -> StreamConfig:
-    try:
-        return services.streams.get(stream_id).config
-    except StreamNotFoundError:
-        raise HTTPException(404, f"unknown stream {stream_id!r}") from None
-
-
-async def set_analyzers(
-    services: Services, stream_id: str, analyzers: list[AnalyzerConfig]
-) -> dict[str, Any]:
-    """Replaces a running stream's analyzers; on failure the previous ones keep running."""
-    current = _running(services, stream_id)
-    doc = current.model_dump(mode="json", by_alias=True)
-    doc["analyzers"] = [a.model_dump(mode="json") for a in analyzers]
-    try:
-        wanted = StreamConfig.model_validate(doc)
-    except ValidationError as exc:
-        raise HTTPException(422, "; ".join(describe_errors(exc))) from None
-    try:
-        await services.analyzers.start(wanted)
-    except ValueError as exc:
-        await services.analyzers.start(current)
-        raise HTTPException(422, str(exc)) from None
-    try:
-        await services.streams.update(stream_id, {"analyzers": doc["analyzers"]})
-    except StreamNotFoundError:  # removed meanwhile: its analyzers must not outlive it
-        await services.analyzers.stop(stream_id)
-        raise HTTPException(404, f"stream {stream_id!r} was removed") from None
-    return services.analyzers.status(stream_id)
-
-
 @router.get("/api/analyzers")
 async def list_analyzers(services: ServicesDep) -> dict[str, Any]:
     return {
@@ -75,7 +42,8 @@ async def list_analyzers(services: ServicesDep) -> dict[str, Any]:
 
 @router.put("/api/streams/{stream_id}/analyzers")
 async def put_analyzers(stream_id: str, body: AnalyzersBody, services: ServicesDep) -> Any:
-    return {"id": stream_id, "analyzers": await set_analyzers(services, stream_id, body.analyzers)}
+    analyzers = await services.control.set_analyzers(stream_id, body.analyzers)
+    return {"id": stream_id, "analyzers": analyzers}
 
 
 @router.get("/api/analyses")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from vlm_monitor.services import Services
+from vlm_monitor.sources.manager import StreamNotFoundError
+from vlm_monitor.types import InvalidError
 
 
 def get_services(conn: HTTPConnection) -> Services:
@@ -20,7 +22,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def require_stream(services: Services, stream_id: str) -> None:
     if stream_id not in services.streams:
-        raise HTTPException(404, f"unknown stream {stream_id!r}")
+        raise StreamNotFoundError(stream_id)
 
 
 def stream_or_only(services: Services, stream_id: str | None) -> str:
@@ -32,6 +34,4 @@ def stream_or_only(services: Services, stream_id: str | None) -> str:
     ids = services.streams.ids()
     if len(ids) == 1:
         return ids[0]
-    raise HTTPException(
-        422, f"name the stream (stream=...): this server has {len(ids)}: {sorted(ids)}"
-    )
+    raise InvalidError(f"name the stream (stream=...): this server has {len(ids)}: {sorted(ids)}")

@@ -8,28 +8,12 @@ from fastapi import APIRouter, Body, HTTPException, Query
 
 from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.flows.graph import FlowValidationError
-from vlm_monitor.flows.manager import (
-    FlowExistsError,
-    FlowNotFoundError,
-    FlowRunningError,
-    parse_flow,
-)
+from vlm_monitor.flows.manager import parse_flow
 from vlm_monitor.flows.nodes import NODE_TYPES
 from vlm_monitor.services import Services
 
 router = APIRouter()
 FlowBody = Body(..., description="a flow definition")
-
-
-def _invalid(exc: FlowValidationError) -> HTTPException:
-    return HTTPException(422, {"error": "; ".join(exc.errors), "detail": exc.errors})
-
-
-def _status(services: Services, flow_id: str) -> dict[str, Any]:
-    try:
-        return services.flows.status(flow_id)
-    except FlowNotFoundError:
-        raise HTTPException(404, f"unknown flow {flow_id!r}") from None
 
 
 @router.get("/api/flows")
@@ -64,12 +48,7 @@ async def validate_flow(doc: Any = FlowBody) -> dict[str, Any]:
 
 @router.post("/api/flows", status_code=201)
 async def create_flow(services: ServicesDep, doc: Any = FlowBody) -> dict[str, Any]:
-    try:
-        flow = await services.flows.create(doc)
-    except FlowValidationError as exc:
-        raise _invalid(exc) from None
-    except FlowExistsError as exc:
-        raise HTTPException(409, f"flow {exc.args[0]!r} already exists (PUT replaces)") from None
+    flow = await services.flows.create(doc)
     return {"definition": flow.model_dump(mode="json"), **services.flows.status(flow.id)}
 
 
@@ -77,20 +56,15 @@ async def create_flow(services: ServicesDep, doc: Any = FlowBody) -> dict[str, A
 async def replace_flow(flow_id: str, services: ServicesDep, doc: Any = FlowBody) -> Any:
     if isinstance(doc, dict) and doc.get("id", flow_id) != flow_id:
         raise HTTPException(422, f"id: the body says {doc.get('id')!r}, the path {flow_id!r}")
-    try:
-        flow = await services.flows.create(
-            {**doc, "id": flow_id} if isinstance(doc, dict) else doc, replace=True
-        )
-    except FlowValidationError as exc:
-        raise _invalid(exc) from None
-    except FlowRunningError as exc:
-        raise HTTPException(409, str(exc)) from None
+    flow = await services.flows.create(
+        {**doc, "id": flow_id} if isinstance(doc, dict) else doc, replace=True
+    )
     return {"definition": flow.model_dump(mode="json"), **services.flows.status(flow.id)}
 
 
 @router.get("/api/flows/{flow_id}")
 async def get_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
-    status = _status(services, flow_id)
+    status = services.flows.status(flow_id)
     definition = services.flows.get(flow_id).model_dump(mode="json")
     runs = await services.store.runs(flow_id, 5)
     return {"definition": definition, **status, "last_runs": runs}
@@ -98,20 +72,12 @@ async def get_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.delete("/api/flows/{flow_id}")
 async def delete_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
-    try:
-        await services.flows.delete(flow_id)
-    except FlowNotFoundError:
-        raise HTTPException(404, f"unknown flow {flow_id!r}") from None
-    except FlowRunningError as exc:
-        raise HTTPException(409, str(exc)) from None
+    await services.flows.delete(flow_id)
     return {"id": flow_id, "deleted": True}
 
 
 async def _start_or_stop(services: Services, flow_id: str, start: bool) -> dict[str, Any]:
-    try:
-        changed = await (services.flows.start if start else services.flows.stop)(flow_id)
-    except FlowNotFoundError:
-        raise HTTPException(404, f"unknown flow {flow_id!r}") from None
+    changed = await (services.flows.start if start else services.flows.stop)(flow_id)
     return {**services.flows.status(flow_id), "changed": changed}
 
 
@@ -127,10 +93,7 @@ async def stop_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/api/flows/{flow_id}/run", status_code=202)
 async def run_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
-    try:
-        run_id = await services.flows.run_now(flow_id)
-    except FlowNotFoundError:
-        raise HTTPException(404, f"unknown flow {flow_id!r}") from None
+    run_id = await services.flows.run_now(flow_id)
     return {"run_id": run_id}
 
 
@@ -139,7 +102,7 @@ async def list_runs(
     flow_id: str, services: ServicesDep, limit: int = Query(20, ge=1, le=500)
 ) -> list[dict[str, Any]]:
     """Newest first; a run still going is included with its live node states."""
-    _status(services, flow_id)
+    services.flows.get(flow_id)
     stored = await services.store.runs(flow_id, limit)
     live = {r.run_id: r.to_json() for r in services.flows.recent.get(flow_id, ())}
     return [live.get(doc["run_id"], doc) for doc in stored]
@@ -147,7 +110,7 @@ async def list_runs(
 
 @router.get("/api/flows/{flow_id}/runs/{run_id}")
 async def get_run(flow_id: str, run_id: str, services: ServicesDep) -> dict[str, Any]:
-    _status(services, flow_id)
+    services.flows.get(flow_id)
     record = services.flows.run_record(flow_id, run_id)
     if record is not None:
         return record.to_json()

@@ -11,11 +11,12 @@ from pydantic import ValidationError
 from vlm_monitor.flows.model import FlowDefinition
 from vlm_monitor.flows.nodes import NODE_TYPES
 from vlm_monitor.flows.nodes.base import NodeType
+from vlm_monitor.types import InvalidError
 
 
-class FlowValidationError(ValueError):
+class FlowValidationError(InvalidError, ValueError):
     def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
+        super().__init__("; ".join(errors), errors)
         self.errors = errors
 
 

@@ -23,22 +23,26 @@ from vlm_monitor.flows.graph import FlowValidationError, Graph, build_graph
 from vlm_monitor.flows.instance import FlowInstance
 from vlm_monitor.flows.model import FlowDefinition
 from vlm_monitor.flows.ports import FlowEvents, FlowPorts, FlowStore
-from vlm_monitor.types import Event, LimitError
+from vlm_monitor.types import ConflictError, Event, LimitError, NotFoundError
 
 log = logging.getLogger("vlm_monitor.flows")
 RECENT_RUNS = 20
 
 
-class FlowExistsError(Exception):
-    pass
+class FlowExistsError(ConflictError):
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"flow {flow_id!r} already exists (PUT replaces)")
+        self.flow_id = flow_id
 
 
-class FlowNotFoundError(KeyError):
-    pass
+class FlowNotFoundError(NotFoundError, KeyError):
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"unknown flow {flow_id!r}")
+        self.flow_id = flow_id
 
 
-class FlowRunningError(Exception):
-    pass
+class FlowRunningError(ConflictError):
+    """The flow comes from the configuration file: it is changed there, not over the API."""
 
 
 def parse_flow(doc: Any) -> tuple[FlowDefinition, Graph]:

@@ -14,7 +14,7 @@ from vlm_monitor.hub import StreamHub
 from vlm_monitor.sources.source import Source
 from vlm_monitor.sources.url import redact_url
 from vlm_monitor.storage.db import Store
-from vlm_monitor.types import Event, Frame, LimitError
+from vlm_monitor.types import ConflictError, Event, Frame, LimitError, NotFoundError
 from vlm_monitor.webrtc.inbox import WhipInboxes
 
 log = logging.getLogger("vlm_monitor.streams")
@@ -29,12 +29,16 @@ class StreamHooks(Protocol):
     def on_stream_removed(self, stream_id: str) -> None: ...
 
 
-class StreamExistsError(Exception):
-    pass
+class StreamExistsError(ConflictError):
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"stream {stream_id!r} already exists")
+        self.stream_id = stream_id
 
 
-class StreamNotFoundError(KeyError):
-    pass
+class StreamNotFoundError(NotFoundError, KeyError):
+    def __init__(self, stream_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"unknown stream {stream_id!r}")
+        self.stream_id = stream_id
 
 
 @dataclass
