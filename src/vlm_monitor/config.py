@@ -345,6 +345,11 @@ class VlmConfig(_Model):
     providers: list[VlmProviderConfig] = Field(
         default_factory=list, description="vision-language models clips and flows may call"
     )
+    shared_budgets: bool = Field(
+        False,
+        description="with bus.kind redis: each provider's calls_per_minute counts the calls "
+        "of every server and worker on that Redis",
+    )
     audit: AuditConfig = Field(
         default_factory=AuditConfig,
         description="audit log: prompt, schema, frames and answer of each call "

@@ -38,6 +38,7 @@ from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
 from vlm_monitor.vlm.audit import AuditLog
+from vlm_monitor.vlm.budget import SharedBudget
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
@@ -52,6 +53,11 @@ class Services:
         if config.analysis.dispatch == "local":  # else workers build them
             check_analyzers(config.streams)
         self.providers = ProviderSet(config.vlm.providers)
+        if config.vlm.shared_budgets and config.bus.kind == "redis":
+            budget = SharedBudget.from_url(config.bus.url, config.bus.channel)
+            self.providers.share_budgets(budget.take)
+        elif config.vlm.shared_budgets:
+            log.warning("vlm.shared_budgets needs bus.kind redis: budgets stay per node")
         if config.vlm.audit.enabled:
             audit = AuditLog(Path(config.server.data_dir) / "audit", config.vlm.audit.max_mb)
             self.providers.audit(audit.record)

@@ -75,6 +75,11 @@ class ProviderSet:
         for provider in self.providers.values():
             provider.auditors.append(auditor)
 
+    def share_budgets(self, take: Callable[[str, int], bool | None]) -> None:
+        """``calls_per_minute`` counted by ``take`` (SharedBudget.take) for every provider."""
+        for provider in self.providers.values():
+            provider.shared_budget = take
+
     def status(self) -> dict[str, Any]:
         out = {}
         for name, p in self.providers.items():

@@ -63,6 +63,8 @@ class GuardedProvider:
         self.listeners: list[Callable[[str, float, bool], None]] = []
         # (provider, request, answer or None, error or None, seconds) per answered question.
         self.auditors: list[Auditor] = []
+        # (provider, limit) -> fits / spent / None when unknown: calls_per_minute across nodes.
+        self.shared_budget: Callable[[str, int], bool | None] | None = None
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._recent_calls: collections.deque[float] = collections.deque()
@@ -87,6 +89,13 @@ class GuardedProvider:
         """Raises when the call may not go; True when it goes as the half-open probe."""
         now = time.monotonic()
         probe = False
+        shared = (
+            self.shared_budget(self.name, self.calls_per_minute)
+            if self.shared_budget is not None
+            and self.calls_per_minute is not None
+            and not self._open
+            else None
+        )
         with self._lock:
             if self._open and (self._probing or now < self._open_until):
                 self.stats.rejected_open += 1
@@ -98,8 +107,9 @@ class GuardedProvider:
                 raise ProviderError(f"{self.name}: circuit open after repeated failures: {wait}")
             while self._recent_calls and now - self._recent_calls[0] > 60:
                 self._recent_calls.popleft()
-            if (
-                self.calls_per_minute is not None
+            if shared is False or (
+                shared is None
+                and self.calls_per_minute is not None
                 and len(self._recent_calls) >= self.calls_per_minute
             ):
                 self.stats.rejected_budget += 1

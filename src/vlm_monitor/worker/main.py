@@ -196,6 +196,7 @@ async def _infer(
 def _job_worker(args: argparse.Namespace, config: Config) -> int:
     """One loop per job kind, each on its own thread: a slow VLM clip job must not hold up a
     stream's live frames."""
+    from vlm_monitor.vlm.budget import SharedBudget
     from vlm_monitor.worker.analysis_jobs import AnalysisWorker
     from vlm_monitor.worker.clip_jobs import JobWorker
     from vlm_monitor.worker.process import WorkerProcess
@@ -205,6 +206,8 @@ def _job_worker(args: argparse.Namespace, config: Config) -> int:
     loops: dict[str, Callable[[float | None], None]] = {}
     if "clip" in args.jobs:
         clip = JobWorker(process, config.vlm.providers, args.claim_idle, args.max_attempts)
+        if config.vlm.shared_budgets:  # the workers make the calls of dispatch: redis clips
+            clip.providers.share_budgets(SharedBudget(process.client, process.channel).take)
         loops["clip"] = clip.run
     if "analyze" in args.jobs:
         loops["analyze"] = AnalysisWorker(process, args.claim_idle, args.max_attempts).run
