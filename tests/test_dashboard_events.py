@@ -48,12 +48,12 @@ def test_dashboard_lists_events_live_with_snapshot_search_and_ack(page, camera, 
     with srv.client() as c:
         assert c.get(f"/api/events/{event_id}").json()["acknowledged"] is True
     page.fill("#event-q", "nothingmatchesthis")
-    page.click("#event-search button")
+    page.click("#event-search-go")
     page.wait_for_function(
         "() => document.querySelectorAll('#event-list li').length === 0", timeout=5000
     )
     page.fill("#event-q", "motion")
-    page.click("#event-search button")
+    page.press("#event-q", "Enter")
     page.wait_for_function(
         f"() => !!document.querySelector('li[data-event=\"{event_id}\"]')", timeout=5000
     )

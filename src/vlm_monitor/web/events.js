@@ -70,9 +70,12 @@ function onIncident(e) {
   renderEvent(e);
 }
 
-document.querySelector("#event-search").addEventListener("submit", (ev) => {
+function searchEvents(ev) {
   ev.preventDefault();
   loadEvents(document.querySelector("#event-q").value.trim());
-});
+}
+
+document.querySelector("#event-search").addEventListener("submit", searchEvents);
+document.querySelector("#event-search-go").addEventListener("click", searchEvents);
 
 loadEvents();
