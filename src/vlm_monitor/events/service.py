@@ -79,7 +79,6 @@ class EventService:
 
     def _track(self, kind: str, doc: dict[str, Any]) -> None:
         if kind == "analysis":
-            doc.setdefault("stream", doc.get("stream_id"))
             self._apply(self.tracker.analysis(doc))
         elif kind == "clip":
             self._apply(self.tracker.clip(doc))
