@@ -157,7 +157,7 @@ def run_load(frames: list[np.ndarray], streams: int, threads: int, window: float
 
     async def main() -> dict:
         service = AnalyzerService(hub, AnalysisConfig(threads=threads), results.append)
-        service.bind(asyncio.get_running_loop())
+        await service.bind(asyncio.get_running_loop())
         ids = [f"s{i}" for i in range(streams)]
         for sid in ids:
             await service.start(

@@ -230,6 +230,18 @@ def test_tracking_is_shared_per_frame_and_keeps_a_stable_box(astronaut) -> None:
     assert later[-1] is None  # the face left: released after the hold
 
 
+def test_landmarks_follow_a_quick_move_between_detections(astronaut) -> None:
+    """The head moves by most of its width in two thirds of a second: the landmarks keep up
+    (heart rate keeps its window) and the next detection brings the box along."""
+    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0)
+    frames = [on_canvas(astronaut, (640, 360), 0.7, 100 + min(i, 10) * 8, 0) for i in range(20)]
+    seen = [tracking.update(f, i / 15).main for i, f in enumerate(frames)]
+    assert all(f is not None and f.landmarks is not None for f in seen)
+    nose_moved = seen[12].landmarks[1, 0] - seen[0].landmarks[1, 0]  # type: ignore[union-attr]
+    assert 70 < nose_moved < 90, nose_moved
+    assert iou(seen[-1].box, seen[0].box) < 0.5 and seen[-1].box[0] > seen[0].box[0] + 30
+
+
 def test_skin_region_is_skin_and_misses_eyes_and_mouth(astronaut) -> None:
     points = mesh_of(astronaut)
     from vlm_monitor.analyzers.face_geometry import skin_polygons

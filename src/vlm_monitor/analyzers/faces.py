@@ -2,7 +2,7 @@
 attention): detection and landmarks run once per analysed frame, whoever asks first.
 
 Per frame: BlazeFace re-detects every ``detect_every_s`` (1-4 ms); in between, the Face Mesh
-follows the face from its previous landmarks (~1.5 ms), as MediaPipe tracks. The reported
+follows the face from its previous landmarks (~2 ms), as MediaPipe tracks. The reported
 box is the tracker's stable box (matched by IoU at each detection, smoothed, held for
 ``hold_s`` without one): rPPG used to read colour inside it, and a box that jumped once a
 second injected a 60 bpm artefact. The skin regions now come from the landmarks, which move
@@ -182,6 +182,12 @@ class FaceTracking:
     """One stream's faces, computed once per analysed frame for all its analyzers.
     Thread-safe: the stream's analyzers may run in different threads at once.
 
+    ``update(image, ts)`` gives a FaceFrame: ``faces`` and ``boxes`` (every face of the
+    latest detection, at most ``detect_every_s`` old), ``main`` (the tracked face: stable
+    ``box``, 468 ``landmarks``, ``pose`` yaw/pitch/roll in degrees, ``gaze`` x/y in -1..1
+    when ``gaze`` is on, ``skin_regions()``), all in analysis-frame pixels. An analyzer that
+    needs gaze sets ``gaze = True`` once.
+
     ``models`` returns the calling thread's FaceModels. ``detector``: ``short`` (webcam
     distance), ``full`` (room cameras), or ``auto`` (short range, full range while faces
     are small or short range finds none). ``gaze``: also run the iris model (2 x ~1 ms)."""
@@ -244,11 +250,15 @@ class FaceTracking:
         return FaceFrame(ts, self._boxes, face, self._range)
 
     def _roi(self, box: Box, found: list[Detection] | None, shape: tuple[int, ...]) -> Roi | None:
-        """Where to look for the landmarks: from the last frame's landmarks while they still
-        cover the tracked box (no 1 Hz jump at each detection); from the matching detection
-        when tracking was lost or moved to another face."""
+        """Where to look for the landmarks: from the last frame's landmarks (no jump at each
+        detection; the mesh's score says when they are lost), unless a detection just moved
+        the tracked box to another face; then, and when tracking was lost, from the
+        detection matching the box. Between detections the box may lag a quick move: the
+        landmarks are not held to it, or heart rate would lose its window."""
         h, w = shape[:2]
-        if self._points is not None and iou(landmark_box(self._points, (w, h)), box) >= 0.3:
+        if self._points is not None and (
+            found is None or iou(landmark_box(self._points, (w, h)), box) > 0.1
+        ):
             return roi_from_landmarks(self._points)
         if found:
             best = max(found, key=lambda d: iou(d.box, box))
