@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py > bench-scale.json
 	$(BIN)/python bench/attack.py > bench-attack.json
 	$(BIN)/python bench/zoo.py > bench-zoo.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack, zoo)"
+	$(BIN)/python bench/events.py > bench-events.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack, zoo, events)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
