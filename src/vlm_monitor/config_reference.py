@@ -31,7 +31,7 @@ COMMAND = "python -m vlm_monitor.config_reference"
 
 HEADER = f"""# Configuration reference
 
-<!-- Generated from src/vlm_monitor/config.py by `{COMMAND}`; edit the models'
+<!-- Generated from src/vlm_monitor/config/ by `{COMMAND}`; edit the models'
      descriptions there, not this file (tests/test_docs.py fails when it is stale). -->
 
 One YAML or JSON file, given to `vlm-monitor serve --config FILE` (and `vlm-monitor worker
