@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,9 +20,9 @@ from vlm_monitor.testing import (
     start_job_worker,
     wait_until,
 )
+from vlm_monitor.testing_peers import GstRtspCamera, gst_available
 
 SUPPORT = Path(__file__).parent / "support"
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture
@@ -52,51 +53,23 @@ def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         srv.stop()
 
 
-def _gst_available() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = (
-        "import gi; gi.require_version('GstRtspServer', '1.0'); "
-        "from gi.repository import GstRtspServer"
-    )
-    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
-
-
 @pytest.fixture
 def rtsp_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Starts GStreamer's RTSP server; returns its rtsp:// URL. `make test` installs it."""
-    if not _gst_available():
+    """Starts GStreamer's RTSP server; returns its rtsp:// URL (without credentials: ``auth``
+    basic or digest asks for ``user``/``password``). `make test` installs it."""
+    if not gst_available():
         pytest.fail("GStreamer RTSP server missing: run `make test` (scripts/install-os-deps.sh)")
-    procs: list[ChildProcess] = []
+    cameras: list[GstRtspCamera] = []
 
-    def start(
-        path: str = "cam",
-        size: str = "640x360",
-        fps: int = 15,
-        codec: str = "h264",
-        audio: bool = False,
-        auth: str | None = None,
-        user: str = "",
-        password: str = "",
-    ) -> str:
-        """``auth``: basic or digest, for ``user``/``password``; the URL has no credentials."""
-        port = free_port()
-        args = [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), str(port), path, size, str(fps)]
-        args += ["--codec", codec] + (["--audio"] if audio else [])
-        if auth:
-            args += ["--auth", auth, "--user", user, "--password", password]
-        proc = ChildProcess(args, tmp_path / f"rtsp{len(procs)}.out")
-        procs.append(proc)
-        wait_until(
-            lambda: "READY" in proc.output() or (not proc.alive() and pytest.fail(proc.output())),
-            20,
-            what="rtsp server ready",
-        )
-        return f"rtsp://127.0.0.1:{port}/{path}"
+    def start(**kwargs: Any) -> str:
+        camera = GstRtspCamera(SUPPORT / "rtsp_server.py", tmp_path, **kwargs)
+        cameras.append(camera)
+        camera.wait_ready()
+        return camera.url(user="")
 
     yield start
-    for proc in procs:
-        proc.stop()
+    for camera in cameras:
+        camera.stop()
 
 
 @pytest.fixture
