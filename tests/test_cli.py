@@ -111,7 +111,7 @@ def test_camera_serves_many_clients_by_default(camera) -> None:
         s.close()
 
 
-def test_worker_takes_seed000_config(server, tmp_path) -> None:
+def test_worker_takes_the_original_stream_tcp_config(server, tmp_path) -> None:
     import json
 
     srv = server({"streams": [{"id": "cam", "url": "synthetic://?fps=15&size=640x360"}]})

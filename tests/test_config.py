@@ -29,7 +29,7 @@ flows: []
     assert cfg.vlm.providers[0].kind == "openai"
 
 
-def test_seed000_stream_tcp_form(tmp_path: Path) -> None:
+def test_original_stream_tcp_form(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(
         json.dumps(

@@ -16,7 +16,7 @@ from vlm_monitor.testing import wait_until
 PAYLOAD_KEYS = {"session_id", "stream_name", "result", "video_timestamp"}
 # The original result fields, plus the face box in source pixels and normalised.
 EMOTION_KEYS = {"dominant_emotion", "face_detected", "confidence", "emotions", "box", "box_norm"}
-SEED_EVENTS = (
+EXAM_EVENTS = (
     "video_emotion_result",
     "rtsp_video_analysis",
     "student.emotion",
@@ -35,13 +35,13 @@ def face_stream(sid: str, bpm: float, window_s: float = 6) -> dict:
 
 
 class Recorder:
-    """A python-socketio client recording every seed-003 event per namespace."""
+    """A python-socketio client recording every exam-proctoring event per namespace."""
 
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.got: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for namespace in ("/", "/monitor"):
-            for event in SEED_EVENTS:
+            for event in EXAM_EVENTS:
                 self.client.on(event, self._recorder(namespace, event), namespace=namespace)
 
     def _recorder(self, namespace: str, event: str):
@@ -54,7 +54,7 @@ class Recorder:
         return {d["stream_name"] for d in self.got[(namespace, event)]}
 
 
-async def test_seed003_events_in_both_namespaces_and_rooms(server) -> None:
+async def test_exam_proctoring_events_in_both_namespaces_and_rooms(server) -> None:
     srv = server({"streams": [face_stream("exam-2041-user-7", 70), face_stream("lobby", 105)]})
     everyone, lobby_only = Recorder(), Recorder()
     await everyone.client.connect(srv.url, namespaces=["/", "/monitor"], transports=["websocket"])
@@ -96,7 +96,7 @@ async def test_seed003_events_in_both_namespaces_and_rooms(server) -> None:
 
     both = {"exam-2041-user-7", "lobby"}
     for namespace in ("/", "/monitor"):
-        for event in SEED_EVENTS:
+        for event in EXAM_EVENTS:
             if not event.startswith("student."):
                 assert everyone.streams(namespace, event) == both, (namespace, event)
     # Room events reach only the room's members.

@@ -38,7 +38,7 @@ EVENT_NAMES = {
 }
 
 
-def seed_payload(doc: dict[str, Any]) -> dict[str, Any]:
+def exam_payload(doc: dict[str, Any]) -> dict[str, Any]:
     """Exactly the payload the exam-proctoring frontend already reads."""
     return {
         "session_id": doc.get("session_id"),
@@ -170,7 +170,7 @@ class SocketIOBridge:
         if names is None:
             return
         main, alternate, room_event = names
-        payload = seed_payload(doc)
+        payload = exam_payload(doc)
         try:
             for namespace in NAMESPACES:
                 await self.sio.emit(main, payload, namespace=namespace)

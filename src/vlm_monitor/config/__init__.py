@@ -115,7 +115,7 @@ class Config(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _seed000_stream(cls, data: Any) -> Any:
+    def _original_stream_tcp(cls, data: Any) -> Any:
         """Accept the original system's ``{"stream": {"type": "tcp", "tcp": {...}}}`` form."""
         if not isinstance(data, dict) or "stream" not in data:
             return data
