@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import Executor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,15 +67,13 @@ class StreamContext:
     landmarks, head pose, gaze, computed once per frame whichever analyzer asks first) and
     each analyzer's latest payload.
 
-    Face work takes 2-5 ms a frame, so it runs inline in the asking analyzer's thread;
-    ``executor`` is accepted from callers that still pass one and not used."""
+    Face work takes 2-5 ms a frame, so it runs inline in the asking analyzer's thread."""
 
     def __init__(
         self,
         stream_id: str,
         models: SharedModels,
         detect_every_s: float = 1.0,
-        executor: Executor | None = None,
         detector: DetectorMode = "auto",
         gaze: bool = False,
     ) -> None:

@@ -4,7 +4,6 @@ the same name in ``params.py``."""
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -179,7 +178,6 @@ def build_analyzers(
     stream_id: str,
     configs: list[AnalyzerConfig],
     models: SharedModels,
-    executor: Executor | None = None,
 ) -> tuple[StreamContext, dict[str, Analyzer]]:
     """One stream's analyzers around one shared StreamContext, detecting faces as often as
     the most demanding of them asks, with the face detector they name (``auto`` when they
@@ -188,7 +186,7 @@ def build_analyzers(
     detectors = {a.params["detector"] for a in configs if "detector" in a.params}
     detector: DetectorMode = detectors.pop() if len(detectors) == 1 else "auto"
     gaze = any(a.name == "attention" for a in configs)  # the iris model only when read
-    context = StreamContext(stream_id, models, detect_every, executor, detector, gaze)
+    context = StreamContext(stream_id, models, detect_every, detector, gaze)
     analyzers: dict[str, Analyzer] = {}
     for config in configs:
         try:

@@ -91,11 +91,6 @@ class AnalyzerService:
         self.publish = publish
         threads = config.threads or os.cpu_count() or 2
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="analyzer")
-        # Face detection (30-70 ms) gets threads of its own: in the shared pool it would hold
-        # up the 1 ms per-frame jobs queued behind it, and 15 fps leaves 66 ms per frame.
-        self.detect_pool = ThreadPoolExecutor(
-            max(1, threads // 2), thread_name_prefix="face-detect"
-        )
         self.models = SharedModels()
         self.remote: RemoteAnalysis | None = None
         if redis is not None:
@@ -137,9 +132,7 @@ class AnalyzerService:
             )
             return
         try:
-            context, analyzers = build_analyzers(
-                stream.id, stream.analyzers, self.models, self.detect_pool
-            )
+            context, analyzers = build_analyzers(stream.id, stream.analyzers, self.models)
         except Exception as exc:
             raise ValueError(f"stream {stream.id}: {exc}") from exc
         runners = {}
@@ -187,8 +180,7 @@ class AnalyzerService:
         await asyncio.gather(*(self.stop(sid) for sid in {*self.running, *self.remote_stats}))
         if self.remote is not None:
             await self.remote.stop()
-        for pool in (self.pool, self.detect_pool):
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.pool.shutdown, wait=True, cancel_futures=True)
 
     # StreamHooks: called from a worker thread by the stream manager.
     def on_stream_added(self, stream: StreamConfig) -> None:

@@ -158,12 +158,8 @@ class StreamAnalysis:
         self.stream = stream
         threads = threads or os.cpu_count() or 2
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="analyzer")
-        # As on the server: a 30-70 ms detection must not hold up the 1 ms per-frame jobs.
-        self.detect_pool = ThreadPoolExecutor(max(1, threads // 2), thread_name_prefix="face")
         try:
-            _, self.analyzers = build_analyzers(
-                stream.id, stream.analyzers, SharedModels(), self.detect_pool
-            )
+            _, self.analyzers = build_analyzers(stream.id, stream.analyzers, SharedModels())
         except Exception as exc:
             self._shutdown()
             raise ConfigError(f"stream {stream.id}: analyzers cannot start: {exc}") from exc
@@ -176,8 +172,7 @@ class StreamAnalysis:
         self._last_due: dict[str, float] = {}
 
     def _shutdown(self) -> None:
-        for pool in (self.pool, self.detect_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _due(self, ts: float) -> list[str]:
         # 0.9: a frame a little early is still taken, so jitter does not halve the rate.
