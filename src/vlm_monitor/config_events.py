@@ -111,7 +111,7 @@ class NotifyTarget(_Model):
     @field_validator("kinds")
     @classmethod
     def _check_kinds(cls, value: list[str]) -> list[str]:
-        from vlm_monitor.events.model import KINDS
+        from vlm_monitor.types import EVENT_KINDS as KINDS
 
         unknown = [k for k in value if k not in KINDS]
         if unknown:

@@ -7,12 +7,18 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
 
 from vlm_monitor.geometry import Size, fit_budget
+
+# The vocabulary of events (incidents): what deserves a person's attention.
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+ATTENTION_KINDS = ("absent", "multiple_faces", "looking_away")
+EVENT_KINDS = ("motion", "alert", *ATTENTION_KINDS, "stream_offline", "stream_online")
 
 T = TypeVar("T")
 

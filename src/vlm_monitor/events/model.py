@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
-ATTENTION_KINDS = ("absent", "multiple_faces", "looking_away")
-KINDS = ("motion", "alert", *ATTENTION_KINDS, "stream_offline", "stream_online")
+from vlm_monitor.types import ATTENTION_KINDS, SEVERITIES, Severity
+from vlm_monitor.types import EVENT_KINDS as KINDS
+
+__all__ = ["ATTENTION_KINDS", "KINDS", "SEVERITIES", "Severity"]
 OFFLINE_STATES = ("reconnecting", "failed")
 # Results an incident keeps ids of; more would only grow the row.
 MAX_RESULT_IDS = 50

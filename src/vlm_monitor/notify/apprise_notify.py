@@ -20,7 +20,7 @@ from typing import Any
 import apprise
 
 from vlm_monitor.config_events import NotifyTarget
-from vlm_monitor.events.model import SEVERITIES
+from vlm_monitor.types import SEVERITIES
 
 log = logging.getLogger("vlm_monitor.notify")
 QUEUE_NOTIFICATIONS = 100  # per target

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vlm_monitor.analyzers.emotion import LABELS
-from vlm_monitor.events.model import ATTENTION_KINDS as INCIDENT_KINDS
+from vlm_monitor.types import ATTENTION_KINDS as INCIDENT_KINDS
 
 MAX_GAP_S = 10.0
 
