@@ -143,7 +143,11 @@ class CameraProcess(ChildProcess):
         super().__init__(
             args, workdir / f"{name}.out", env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")}
         )
-        self.port = int(wait_until(self._port, 30, what="camera listening"))
+        try:
+            self.port = int(wait_until(self._port, 30, what="camera listening"))
+        except BaseException:
+            self.kill()
+            raise
 
     def _port(self) -> int | None:
         if not self.alive():
@@ -185,7 +189,11 @@ class ServerProcess(ChildProcess):
             workdir / f"{name}.out",
             env={"VLM_MONITOR_LOG_DIR": str(workdir / "logs")},
         )
-        wait_until(self._healthy, 30, what="server healthy")
+        try:
+            wait_until(self._healthy, 30, what="server healthy")
+        except BaseException:
+            self.kill()  # nobody holds it yet to stop it: a server that never got ready
+            raise
 
     @property
     def url(self) -> str:
