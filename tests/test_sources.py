@@ -17,6 +17,7 @@ from vlm_monitor.config import StreamConfig
 from vlm_monitor.hub import StreamHub
 from vlm_monitor.sources.source import Source
 from vlm_monitor.testing import free_port, wait_until
+from vlm_monitor.testing_peers import ByteCamera
 from vlm_monitor.types import StreamState
 
 
@@ -122,48 +123,13 @@ def test_file_source_without_loop_stops(harness: list[Harness], clip: Path) -> N
     assert h.source.frames_in == 30 and h.source.last_error == "end of file"
 
 
-class ByteServer:
-    """A TCP server that sends whatever ``produce`` yields to each client."""
-
-    def __init__(self, produce) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.produce = produce
-        self.clients = 0
-        self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.clients += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                for chunk in self.produce():
-                    if self.closed.is_set():
-                        return
-                    conn.sendall(chunk)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.closed.set()
-        self.sock.close()
-
-
 def test_garbage_bytes_are_counted_not_fatal(harness: list[Harness]) -> None:
     def garbage() -> Iterator[bytes]:
         for _ in range(400):
             yield os.urandom(4096)
             time.sleep(0.005)
 
-    srv = ByteServer(garbage)
+    srv = ByteCamera(garbage)
     try:
         h = start(
             harness,
@@ -176,7 +142,7 @@ def test_garbage_bytes_are_counted_not_fatal(harness: list[Harness]) -> None:
         assert h.source.state in ("connecting", "reconnecting")
         assert h.source.frames_in == 0 and srv.clients >= 2
     finally:
-        srv.close()
+        srv.stop()
 
 
 def test_connected_but_silent_peer_is_reconnected(harness: list[Harness], camera) -> None:
@@ -195,7 +161,7 @@ def test_connected_but_silent_peer_is_reconnected(harness: list[Harness], camera
                     return
                 yield data
 
-    srv = ByteServer(relay)
+    srv = ByteCamera(relay)
     try:
         h = start(
             harness,
@@ -210,7 +176,7 @@ def test_connected_but_silent_peer_is_reconnected(harness: list[Harness], camera
         frozen.clear()
         h.wait_state("live", 20)
     finally:
-        srv.close()
+        srv.stop()
 
 
 def test_unreachable_host_reconnects_then_fails(harness: list[Harness]) -> None:
