@@ -125,12 +125,15 @@ class Frame:
     def has_memo(self, key: Hashable) -> bool:
         return key in self._memo
 
-    def jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bytes:
-        """JPEG of the native-size frame, encoded once per quality. Blocking: call from a thread."""
-        key = ("jpeg", quality)
+    def jpeg(self, quality: int = DEFAULT_JPEG_QUALITY, width: int | None = None) -> bytes:
+        """JPEG of the frame, encoded once per quality and width, whoever asks first.
+        ``width``: scaled down to that many pixels wide, aspect kept (None, or a width at
+        least the frame's, is native size). Blocking: call from a thread."""
+        size = self.thumbnail_size(width)
+        key: Hashable = ("jpeg", quality) if size == self.size else ("jpeg", quality, size)
         if key in self._memo:
             return self._memo[key]  # type: ignore[no-any-return]
-        pixels = self.bgr()
+        pixels = self.bgr(size)
 
         def encode() -> bytes:
             ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -140,8 +143,16 @@ class Frame:
 
         return self.memo(key, encode)
 
-    def has_jpeg(self, quality: int = DEFAULT_JPEG_QUALITY) -> bool:
-        return ("jpeg", quality) in self._memo
+    def has_jpeg(self, quality: int = DEFAULT_JPEG_QUALITY, width: int | None = None) -> bool:
+        size = self.thumbnail_size(width)
+        return (("jpeg", quality) if size == self.size else ("jpeg", quality, size)) in self._memo
+
+    def thumbnail_size(self, width: int | None) -> Size:
+        """The size of a view ``width`` pixels wide with the frame's aspect ratio, never
+        upscaled; the height at least 1 pixel."""
+        if width is None or width >= self.width:
+            return self.size
+        return (width, max(1, round(self.height * width / self.width)))
 
     def age(self, now: float | None = None) -> float:
         return (now if now is not None else time.time()) - self.ts

@@ -1,4 +1,4 @@
-"""JPEG for viewers: encoded once per frame, off the event loop, shared by everyone."""
+"""JPEG for viewers: encoded once per frame and width, off the event loop, shared by everyone."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ from vlm_monitor.types import Frame
 
 class JpegEncoder:
     """Async front of ``Frame.jpeg``: a cache hit returns at once, a miss runs in the pool.
-    Two viewers asking for the same frame at once share one encode (the frame's lock)."""
+    Two viewers asking for the same frame and width at once share one encode (the frame's
+    lock)."""
 
     def __init__(self, quality: int = 80, workers: int = 2) -> None:
         self.quality = quality
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jpeg")
 
-    async def encode(self, frame: Frame) -> bytes:
-        if frame.has_jpeg(self.quality):
-            return frame.jpeg(self.quality)
+    async def encode(self, frame: Frame, width: int | None = None) -> bytes:
+        if frame.has_jpeg(self.quality, width):
+            return frame.jpeg(self.quality, width)
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, frame.jpeg, self.quality
+            self._pool, frame.jpeg, self.quality, width
         )
 
     def close(self) -> None:

@@ -44,8 +44,9 @@ class StreamHub:
         capacity: int = 1,
         frame_rate: float | None = None,
         size: tuple[int, int] | None = None,
+        aligned: bool = False,
     ) -> Subscription:
-        sub = Subscription(stream_id, name, policy, capacity, frame_rate, size)
+        sub = Subscription(stream_id, name, policy, capacity, frame_rate, size, aligned)
         with self._lock:
             self._subs[stream_id] = (*self._subs.get(stream_id, ()), sub)
         return sub

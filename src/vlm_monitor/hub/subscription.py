@@ -4,7 +4,10 @@ Policies: ``latest`` keeps only the newest frame; ``ring`` keeps the newest ``ca
 frames and drops the oldest when full. Both are bounded, so a slow or dead consumer costs the
 producer one append under a lock and never slows the source or other subscribers. The frame
 rate limit decimates by frame timestamp (not by counting frames), so it holds whatever the
-source rate and across reconnects.
+source rate and across reconnects. An ``aligned`` limit takes the first frame of each slot of a
+wall-clock grid instead, so every aligned subscriber at one rate takes the same frames (live
+viewers then share one encode per frame), at the cost of less tolerance for jitter near the
+source's own rate.
 
 ``offer`` is called by the producer (any thread) and returns the asyncio waiter to wake, if
 any, so the hub wakes all of a loop's consumers with one ``call_soon_threadsafe`` per frame.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -52,6 +56,7 @@ class Subscription:
         capacity: int = 1,
         frame_rate: float | None = None,
         size: tuple[int, int] | None = None,
+        aligned: bool = False,
     ) -> None:
         if policy not in ("latest", "ring"):
             raise ValueError(f"unknown policy {policy!r}: use 'latest' or 'ring'")
@@ -70,6 +75,8 @@ class Subscription:
         self._cond = threading.Condition(threading.Lock())
         self._interval = 1.0 / frame_rate if frame_rate else 0.0
         self._next_due = 0.0
+        self._aligned = aligned
+        self._last_slot = -1
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         try:
@@ -81,7 +88,13 @@ class Subscription:
         with self._cond:
             if self.closed:
                 return None
-            if self._interval:
+            if self._interval and self._aligned:
+                slot = math.floor(frame.ts / self._interval)
+                if slot <= self._last_slot:
+                    self.stats.skipped += 1
+                    return None
+                self._last_slot = slot
+            elif self._interval:
                 if frame.ts < self._next_due:
                     self.stats.skipped += 1
                     return None
