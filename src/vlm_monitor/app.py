@@ -36,6 +36,7 @@ from vlm_monitor.api.guard import Guard
 from vlm_monitor.config import Config
 from vlm_monitor.services import Services
 from vlm_monitor.types import (
+    CapacityError,
     ConflictError,
     DomainError,
     InvalidError,
@@ -67,6 +68,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     ConflictError: 409,
     InvalidError: 422,
     LimitError: 429,
+    CapacityError: 503,
 }
 
 

@@ -65,6 +65,7 @@ class StreamControl:
     async def add(self, config: StreamConfig) -> dict[str, Any]:
         """Starts a stream and keeps it across restarts; its status."""
         await self.check(config)
+        self.analyzers.admit(config)
         return await self.streams.add(config, persistent=True)
 
     async def set_analyzers(
@@ -79,6 +80,7 @@ class StreamControl:
             wanted = StreamConfig.model_validate(doc)
         except ValidationError as exc:
             raise InvalidError("; ".join(describe_errors(exc))) from None
+        self.analyzers.admit(wanted)
         try:
             await self.analyzers.start(wanted)
         except ValueError as exc:
@@ -128,6 +130,7 @@ class StreamControl:
             if analyzers is not None:
                 await self.set_analyzers(name, analyzers)
             return True, self.streams.status(name)
+        self.analyzers.admit(config)
         try:
             return False, await self.streams.add(config, persistent=True)
         except StreamExistsError:  # lost a race with a concurrent start of the same name

@@ -177,7 +177,10 @@ class Services:
             return {"error": f"redis: {exc}"}
 
     def _extra_status(self, stream_id: str) -> dict[str, Any]:
-        extra: dict[str, Any] = {"analyzers": self.analyzers.status(stream_id)}
+        extra: dict[str, Any] = {
+            "analyzers": self.analyzers.status(stream_id),
+            "degraded": self.analyzers.degraded(stream_id),
+        }
         session = self.sessions.resolve(stream_id)
         extra["session"] = None if session is None else session.to_json()
         clips = self.clips.status(stream_id)

@@ -229,3 +229,7 @@ class InvalidError(DomainError):
 
 class LimitError(DomainError):
     """A configured limit (streams, flows, ...) is reached: 429."""
+
+
+class CapacityError(DomainError):
+    """This machine cannot take the work without breaking what already runs: 503."""

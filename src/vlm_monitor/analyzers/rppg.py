@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 
 HR_BAND_HZ = (0.7, 3.0)  # 42..180 bpm
+# Fewer samples than this per second alias the top of the band (3 Hz needs > 6): the reading
+# is refused with a reason rather than given wrong. Overload shedding never goes below it.
+MIN_RATE_HZ = 7.0
 _POS_PROJECTION = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]])
 
 
@@ -199,6 +202,20 @@ class HeartRateEstimator:
                 ts,
                 HeartRateReading(
                     None, None, round(span, 2), self.method, "not enough signal yet", ts
+                ),
+            )
+        rate = (len(self._times) - 1) / span
+        if rate < MIN_RATE_HZ:
+            return self._due(
+                ts,
+                HeartRateReading(
+                    None,
+                    None,
+                    round(span, 2),
+                    self.method,
+                    f"{rate:.1f} frames/s analysed, heart rate needs {MIN_RATE_HZ:g}: "
+                    "the machine is overloaded",
+                    ts,
                 ),
             )
         rgb = np.stack(self._rgb)

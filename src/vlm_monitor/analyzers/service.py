@@ -6,7 +6,8 @@ thread pool. While a frame is being analysed, newer frames replace each other in
 subscription (counted as ``dropped``), so a slow analyzer falls back to the newest frame and
 never builds a queue; the pool's own queue holds at most one job per (stream, analyzer).
 Threads, not processes: OpenCV, NumPy and the TFLite interpreter release the GIL, and frames
-are shared without copying (see bench/analyzers.py for the measured capacity).
+are shared without copying (see bench/analyzers.py for the measured capacity). When the
+machine cannot keep up, ``overload.LoadGovernor`` sheds every runner's rate evenly.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from vlm_monitor.aio import cancel_and_wait
 from vlm_monitor.analyzers.base import AnalysisResult, Analyzer, SharedModels, StreamContext
 from vlm_monitor.analyzers.builtin import ANALYZERS, build_analyzers
+from vlm_monitor.analyzers.overload import LoadGovernor
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
 from vlm_monitor.analyzers.remote import RemoteAnalysis
 from vlm_monitor.analyzers.stats import RunnerStats
@@ -48,10 +51,35 @@ class AnalyzerRunner:
         self.on_result = on_result
         self.stats = RunnerStats(sub.stream_id, analyzer.name, analyzer.fps)
         self.task: asyncio.Task[None] | None = None
+        self.busy_s = 0.0  # written by the one job in flight, read by the governor
+
+    @property
+    def stream_id(self) -> str:
+        return self.sub.stream_id
+
+    @property
+    def name(self) -> str:
+        return self.analyzer.name
+
+    @property
+    def target_fps(self) -> float:
+        return self.analyzer.fps
+
+    def counters(self) -> tuple[int, int, float]:
+        return self.sub.stats.delivered, self.sub.stats.dropped, self.busy_s
+
+    def shed(self, fps: float) -> None:
+        if fps != self.sub.frame_rate:
+            self.sub.set_frame_rate(fps)
+            self.stats.fps_running = fps
 
     def _analyze(self, frame: Frame) -> dict[str, Any] | None:
-        # The shared downscale: one conversion per frame for every consumer of this budget.
-        return self.analyzer.analyze(frame.bgr_fit(self.size), frame)
+        start = time.perf_counter()
+        try:
+            # The shared downscale: one conversion per frame for every consumer of this size.
+            return self.analyzer.analyze(frame.bgr_fit(self.size), frame)
+        finally:
+            self.busy_s += time.perf_counter() - start
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +119,8 @@ class AnalyzerService:
         self.publish = publish
         threads = config.threads or os.cpu_count() or 2
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="analyzer")
+        self.governor = LoadGovernor(config.overload, threads)
+        self._governing: asyncio.Task[None] | None = None
         self.models = SharedModels()
         self.remote: RemoteAnalysis | None = None
         if redis is not None:
@@ -109,6 +139,27 @@ class AnalyzerService:
         self._loop = loop
         if self.remote is not None:
             await self.remote.start()
+        else:
+            self._governing = asyncio.create_task(self._govern(), name="analyzer-governor")
+
+    async def _govern(self) -> None:
+        while True:
+            await asyncio.sleep(self.governor.config.period_s)
+            try:
+                self.governor.measure([r for rs in self.running.values() for r in rs.values()])
+            except Exception:  # a bug here must not end overload handling for good
+                log.exception("analyzer load measurement failed")
+
+    def admit(self, stream: StreamConfig) -> None:
+        """Raises CapacityError when this machine cannot take the stream's analyzers without
+        breaking the running ones (see ``overload``). Remote analyzers are the workers'."""
+        if stream.analyzers and self.remote is None and stream.id not in self.running:
+            self.governor.admit(stream.id)
+
+    def degraded(self, stream_id: str) -> dict[str, Any] | None:
+        if stream_id not in self.running:
+            return None
+        return self.governor.degraded(stream_id)
 
     async def start(self, stream: StreamConfig) -> None:
         """Starts the stream's analyzers, replacing any that run. Raises ValueError when an
@@ -141,10 +192,11 @@ class AnalyzerService:
                 stream.id,
                 f"analyzer:{analyzer.name}",
                 "latest",
-                frame_rate=analyzer.fps,
+                frame_rate=self.governor.start_rate(analyzer.name, analyzer.fps),
                 size=stream.analysis_dims,
             )
             runner = AnalyzerRunner(analyzer, sub, stream.analysis_dims, self.pool, self.publish)
+            runner.stats.fps_running = sub.frame_rate
             runner.task = asyncio.create_task(
                 runner.run(), name=f"analyzer-{stream.id}-{analyzer.name}"
             )
@@ -177,6 +229,7 @@ class AnalyzerService:
                 task.cancel()
 
     async def stop_all(self) -> None:
+        await cancel_and_wait(self._governing)
         await asyncio.gather(*(self.stop(sid) for sid in {*self.running, *self.remote_stats}))
         if self.remote is not None:
             await self.remote.stop()

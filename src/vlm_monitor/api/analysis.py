@@ -37,6 +37,7 @@ async def list_analyzers(services: ServicesDep) -> dict[str, Any]:
         "available": available(),
         "streams": {sid: services.analyzers.status(sid) for sid in services.streams.ids()},
         "storage": services.analysis_writer.status(),
+        "overload": services.analyzers.governor.status(),
     }
 
 

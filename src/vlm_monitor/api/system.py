@@ -141,7 +141,13 @@ def metrics_registry(services: Services) -> CollectorRegistry:
     jobs = services.jobs
     collectors: list[Collector] = [
         StreamCollector(streams.statuses, services.hub.subscriptions),
-        AnalyzerCollector(streams.ids, services.analyzers.status, services.analysis_writer.status),
+        AnalyzerCollector(
+            streams.ids,
+            services.analyzers.status,
+            services.analysis_writer.status,
+            services.analyzers.governor.status,
+            services.analyzers.degraded,
+        ),
         ClipCollector(streams.ids, services.clips.status, services.providers.status),
         results,
         RealtimeCollector(services.realtime_metrics),

@@ -86,10 +86,32 @@ class VlmConfig(_Model):
     )
 
 
+class OverloadConfig(_Model):
+    """What the analyzers do when this machine cannot keep up with every stream's rates."""
+
+    admit: Literal["lower_rate", "refuse"] = Field(
+        "lower_rate",
+        description="a new stream while shedding: lower_rate starts it at the shed rates; "
+        "refuse answers 503 as soon as the analyzers shed or are busier than busy_share",
+    )
+    min_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the least share of their rates analyzers shed to; at it, new streams "
+        "with analyzers are refused (503) so the running ones do not break",
+    )
+    busy_share: float = Field(
+        0.85, gt=0, le=1, description="analyzer threads' busy share above which rates do not rise"
+    )
+    period_s: float = Field(2.0, ge=0.5, le=60, description="how often the load is measured")
+
+
 class AnalysisConfig(_Model):
     """Local analyzers, and how the exam-proctoring calls (``POST /api/rtsp/start``) behave."""
 
     threads: int = Field(0, ge=0, le=64, description="analyzer worker threads; 0 = CPU count")
+    overload: OverloadConfig = Field(default_factory=OverloadConfig)
     keep_results: int = Field(
         200_000, ge=1000, description="analyzer results kept in SQLite (oldest pruned)"
     )

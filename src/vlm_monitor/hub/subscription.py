@@ -106,6 +106,15 @@ class Subscription:
             self._cond.notify()
             return self._waiter
 
+    def set_frame_rate(self, frame_rate: float | None) -> None:
+        """Changes the rate limit from the next frame on (overload shedding)."""
+        if frame_rate is not None and frame_rate <= 0:
+            raise ValueError("frame_rate must be > 0")
+        with self._cond:
+            self.frame_rate = frame_rate
+            self._interval = 1.0 / frame_rate if frame_rate else 0.0
+            self._next_due = 0.0
+
     def _take(self) -> Frame:
         frame = self._buf.popleft()
         self.stats.delivered += 1
