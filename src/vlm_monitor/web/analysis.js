@@ -6,7 +6,7 @@ const EMOTION_COLORS = {
   angry: "#d03b2f", disgust: "#6b8e23", fear: "#7b4fb0", happy: "#e6a700",
   sad: "#3a6fd0", surprise: "#e0629a", neutral: "#8a94a6",
 };
-const ANALYZERS = ["motion", "emotion", "heart_rate", "ocr"];
+const ANALYZERS = ["motion", "emotion", "heart_rate", "attention", "ocr"];
 const HISTORY_S = 60;
 const panels = new WeakMap();
 
@@ -103,6 +103,8 @@ function showAnalysis(card, ev) {
     p.heart.push({ t: now, bpm: r.bpm });
     trim(p.heart, now);
     drawHeart(p.root.querySelector(".heart-plot"), p.heart, now);
+  } else if (ev.analyzer === "attention") {
+    showAttention(card, r, now);
   } else if (ev.analyzer === "motion") {
     p.root.querySelector(".motion").hidden = false;
     p.root.querySelector(".motion-level").textContent =

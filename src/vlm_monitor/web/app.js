@@ -13,6 +13,7 @@ function render(status) {
     $(".view", card).src = withToken(`/api/streams/${encodeURIComponent(status.id)}/mjpeg`);
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
     $(".rtc-toggle", card).addEventListener("click", () => toggleWebRtc(card, status.id));
+    $(".report-toggle", card).addEventListener("click", () => toggleReport(card));
     $("#streams").append(card);
     cards.set(status.id, card);
     loadResults(status.id);
@@ -31,6 +32,7 @@ function render(status) {
   $(".url", card).textContent = status.url;
   $(".error", card).textContent = status.state === "live" ? "" : (status.last_error || "");
   if (status.analyzers) showAnalyzerStatus(card, status);
+  if ("degraded" in status) showDegraded(card, status);
   if (status.clips) {
     const c = status.clips;
     $(".results", card).hidden = false;
