@@ -5,7 +5,11 @@ here: 285 frames in 15.8 s for a 15 fps clip), which would be blamed on the inge
 feeder encodes a clip of the synthetic scene once, keeps it as one MPEG-TS chunk per frame and
 replays it to every client on a shared wall-clock schedule: exact rate, almost no CPU.
 
-Run: python bench/feeder.py --count N [--fps 15] [--size 1280x720]; prints the ports as JSON.
+``--scene face`` serves the face scene with a 72 bpm pulse over a 10 s loop (12 beats: the
+loop has no seam), for the face analyzers' end-to-end capacity run.
+
+Run: python bench/feeder.py --count N [--fps 15] [--size 1280x720] [--scene moving|face]
+[--bitrate BPS]; prints the ports as JSON.
 """
 
 from __future__ import annotations
@@ -18,20 +22,28 @@ import time
 
 import av
 
-from vlm_monitor.camera.scene import SyntheticScene
+from vlm_monitor.camera.scene import make_scene
 from vlm_monitor.camera.server import ChunkSink
 
 
-def encode_clip(width: int, height: int, fps: int, frames: int) -> list[bytes]:
+def encode_clip(
+    width: int,
+    height: int,
+    fps: int,
+    frames: int,
+    scene_kind: str = "moving",
+    bit_rate: int = 2_000_000,
+) -> list[bytes]:
     sink = ChunkSink()
     out = av.open(sink, "w", format="mpegts", container_options={"omit_video_pes_length": "0"})
     stream = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "g": str(fps)})
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.bit_rate = 2_000_000
-    scene = SyntheticScene(width, height)
+    stream.bit_rate = bit_rate
+    scene = make_scene(width, height, scene_kind)
     chunks: list[bytes] = []
     for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(scene.render(i + 1), format="bgr24")
+        image = scene.render(i + 1, i / fps)  # clip time: the pulse loops with the clip
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = i
         for packet in stream.encode(frame):
             out.mux(packet)
@@ -85,9 +97,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--scene", choices=["moving", "face"], default="moving")
+    parser.add_argument("--bitrate", type=int, default=2_000_000, help="bits/s")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    chunks = encode_clip(width, height, args.fps, args.fps * 4)
+    seconds = 10 if args.scene == "face" else 4
+    chunks = encode_clip(width, height, args.fps, args.fps * seconds, args.scene, args.bitrate)
     asyncio.run(serve(args.count, args.fps, chunks))
 
 
