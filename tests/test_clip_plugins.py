@@ -197,8 +197,9 @@ def test_records_read_like_dicts() -> None:
     assert frame["relative_timestamp"] == 0.5 and frame["frame_number"] == 7
     assert "timestamp" in frame and "pts" not in frame and 0 not in frame
     assert frame.get("frame_number") == 7 and frame.get("pts", -1) == -1
-    assert list(frame.keys()) == ["frame", "timestamp", "relative_timestamp", "frame_number"]
-    assert list(frame) == list(frame.keys()) and len(frame) == 4
+    original = ["frame", "timestamp", "relative_timestamp", "frame_number"]
+    assert list(frame.keys()) == [*original, "boxes"]  # the original's first, in its order
+    assert list(frame) == list(frame.keys()) and len(frame) == 5
     assert dict(frame)["timestamp"] == 1000.5 and dict(frame.items()) == {**frame}
     with pytest.raises(KeyError, match="pts"):
         frame["pts"]

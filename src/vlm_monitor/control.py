@@ -22,6 +22,7 @@ from vlm_monitor.sources.manager import StreamExistsError, StreamManager, Stream
 from vlm_monitor.sources.url import parse_stream_source, redact_url
 from vlm_monitor.storage.paths import opens_inside
 from vlm_monitor.types import ConflictError, InvalidError
+from vlm_monitor.vlm.reference import read_reference
 
 
 class StreamControl:
@@ -53,6 +54,8 @@ class StreamControl:
                 f"url: file:// streams added over the API must be regular files inside "
                 f"server.media_dir {self.media_dir}"
             )
+        if config.reference_frame is not None:
+            await self._check_reference(config.reference_frame)
         wanted = config.clips.provider if config.clips is not None else None
         names = wanted if isinstance(wanted, list) else [wanted] if wanted is not None else []
         unknown = [n for n in names if n not in self.providers]
@@ -61,6 +64,19 @@ class StreamControl:
                 f"clips.provider: unknown provider(s) {unknown}; "
                 f"configured: {sorted(self.providers)}"
             )
+
+    async def _check_reference(self, path: str) -> None:
+        """Like a ``file://`` source: a picture inside ``server.media_dir``, or the API would
+        let a caller send any picture on the server's disk to a VLM."""
+        if not await asyncio.to_thread(opens_inside, path, self.media_dir):
+            raise InvalidError(
+                f"reference_frame: streams added over the API must name a file inside "
+                f"server.media_dir {self.media_dir}"
+            )
+        try:
+            await asyncio.to_thread(read_reference, path)
+        except (OSError, ValueError) as exc:
+            raise InvalidError(f"reference_frame: {exc}") from None
 
     async def add(self, config: StreamConfig) -> dict[str, Any]:
         """Starts a stream and keeps it across restarts; its status."""

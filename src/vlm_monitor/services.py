@@ -110,6 +110,7 @@ class Services:
             Path(config.server.data_dir),
             config.bus if config.bus.kind == "redis" else None,
         )
+        self.results.listen(self.clips.boxes.on_result)
         self.relay: RedisRelay | None = None
         self.jobs: JobStatusPoller | None = None
         redis_url = None

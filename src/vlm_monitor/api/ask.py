@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +15,7 @@ from vlm_monitor.services import Services
 from vlm_monitor.sources.manager import StreamNotFoundError
 from vlm_monitor.vlm.ask import MAX_WINDOW_S, AskError, FrameHistory, ask, choose_provider
 from vlm_monitor.vlm.base import ProviderError
+from vlm_monitor.vlm.reference import read_reference
 
 router = APIRouter()
 # One frame history per server; kept here rather than in Services, which it only reads.
@@ -56,7 +59,10 @@ async def ask_stream(stream_id: str, body: AskBody, services: ServicesDep) -> di
             providers, kinds, [wanted] if isinstance(wanted, str) else wanted
         )
         recent = await services.store.results(stream_id, 3)
-        answer = await ask(history, provider, stream_id, body.question, body.window_s, recent)
+        reference = await _reference(stream.config.reference_frame)
+        answer = await ask(
+            history, provider, stream_id, body.question, body.window_s, recent, reference
+        )
     except AskError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     except ProviderError as exc:
@@ -67,3 +73,14 @@ async def ask_stream(stream_id: str, body: AskBody, services: ServicesDep) -> di
         "frames": answer.frames,
         "latency_s": answer.latency_s,
     }
+
+
+async def _reference(path: str | None) -> np.ndarray | None:
+    """The stream's reference picture, read for each question (a few milliseconds, off the
+    loop; questions are rare). A file gone since it was checked: asked without it."""
+    if path is None:
+        return None
+    try:
+        return await asyncio.to_thread(read_reference, path)
+    except (OSError, ValueError):
+        return None

@@ -17,6 +17,7 @@ class RedisClipDispatcher:
         self.queue = ClipJobQueue(url, channel, max_backlog, clips.deadline_s)
 
     def __call__(self, request: VlmRequest) -> tuple[str, VlmAnswer]:
+        reference = request.reference
         job = {
             "stream": request.stream,
             "prompt": request.prompt,
@@ -24,6 +25,9 @@ class RedisClipDispatcher:
             "timestamps": request.timestamps,
             "motion": request.motion,
             "schema": request.schema,
+            "annotate": request.annotate,
+            "boxes": request.boxes,
+            "reference": None if reference is None else encode_frames([reference])[0],
             "provider": self.clips.provider,
             "strategy": self.clips.strategy,
         }

@@ -81,8 +81,12 @@ class AsyncVideoProcessor:
         store: ClipStore,
         analyze: Analyze | None,
         on_result: Callable[[ResultData], None] | None = None,
+        reference: np.ndarray | None = None,
     ) -> None:
+        """``reference``: the stream's picture of the empty scene, sent before each clip."""
         self.stream, self.config, self.store = stream, config, store
+        self.reference = reference
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._analyze = analyze
         self._on_result = on_result
         self.frame_queue: queue.Queue[FrameData] = queue.Queue(FRAME_QUEUE_SIZE)
@@ -124,15 +128,24 @@ class AsyncVideoProcessor:
             )
 
     def add_frame(
-        self, frame: np.ndarray, timestamp: float, frame_number: int, pts: float | None = None
+        self,
+        frame: np.ndarray,
+        timestamp: float,
+        frame_number: int,
+        pts: float | None = None,
+        boxes: list[list[float]] | None = None,
     ) -> bool:
         """Queue a frame; False (and counted) when the frame queue is full.
 
         ``pts`` (the source's presentation time, seconds) places the frame on the media
         clock, so frames that arrive in a burst still sample by when they were shot; without
-        it, or when it jumps (reconnect, loop), the arrival time ``timestamp`` is used."""
+        it, or when it jumps (reconnect, loop), the arrival time ``timestamp`` is used.
+        ``boxes``: what the analyzers saw around this frame ([x, y, w, h] in 0..1), drawn on
+        it when ``annotate`` is set."""
         self._workers.check()
-        data = FrameData(frame, timestamp, self._clock.relative(timestamp, pts), frame_number)
+        self.frame_size = (frame.shape[1], frame.shape[0])
+        relative = self._clock.relative(timestamp, pts)
+        data = FrameData(frame, timestamp, relative, frame_number, boxes or [])
         try:
             self.frame_queue.put_nowait(data)
         except queue.Full:
@@ -240,6 +253,9 @@ class AsyncVideoProcessor:
             info.video_path,
             info.motion,
             self._schema,
+            annotate=self.config.annotate,
+            boxes=[f.boxes for f in info.frames],
+            reference=self.reference,
         )
         stage, what = "provider", "VLM provider call"
         try:

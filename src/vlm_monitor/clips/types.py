@@ -66,6 +66,7 @@ class FrameData(RecordView):
     timestamp: float  # unix seconds (presentation time of the frame at the backend)
     relative_timestamp: float  # seconds since the processor's first frame
     frame_number: int  # the stream's frame sequence number
+    boxes: list[list[float]] = field(default_factory=list)  # analyzers' [x, y, w, h] in 0..1
 
 
 @dataclass(slots=True)

@@ -40,6 +40,7 @@ from vlm_monitor.config.streams import (
 )
 from vlm_monitor.config.vlm import AnalysisConfig, AuditConfig, VlmConfig, VlmProviderConfig
 from vlm_monitor.config_events import EventsConfig, MqttConfig, NotifyTarget
+from vlm_monitor.vlm.reference import read_reference
 
 log = logging.getLogger("vlm_monitor.config")
 
@@ -159,6 +160,11 @@ class Config(_Model):
             if stream.id in seen:
                 raise ValueError(f"streams: duplicate id {stream.id!r}")
             seen.add(stream.id)
+            if stream.reference_frame is not None:
+                try:
+                    read_reference(stream.reference_frame)
+                except (OSError, ValueError) as exc:
+                    raise ValueError(f"streams.{stream.id}.reference_frame: {exc}") from None
         return self
 
 

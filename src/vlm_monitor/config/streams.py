@@ -83,6 +83,11 @@ class ClipsConfig(_Model):
         "drop_oldest",
         description="clips waiting for the VLM: drop stale ones, or skip to the newest",
     )
+    annotate: bool = Field(
+        False,
+        description="frames sent carry the stream's latest analyzer boxes (motion, faces, "
+        "text) and a caption with the stream and capture time",
+    )
     min_motion: float | None = Field(None, ge=0, description="gate: skip stiller clips")
     dedupe: DedupeConfig = Field(
         default_factory=DedupeConfig,
@@ -184,6 +189,12 @@ class StreamConfig(_Model):
         None, min_length=8, description="whip:// streams: Bearer token a publisher must send"
     )
     clips: ClipsConfig | None = Field(None, description="clips for a VLM; null = none")
+    reference_frame: str | None = Field(
+        None,
+        description="picture of the empty scene (a JPEG or PNG file) sent to the VLM before "
+        "the frames of each clip or question, which the prompt says is the reference; "
+        "checked when the configuration loads",
+    )
 
     _analyzers_unique = field_validator("analyzers")(_unique_analyzers)
 

@@ -53,6 +53,26 @@ class VlmProviderConfig(_Model):
         "for servers without response_format)",
     )
     jpeg_quality: int = Field(80, ge=10, le=100, description="frames sent as JPEG at this quality")
+    context_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="the model's context, tokens: the frames sent are as many as fit beside "
+        "the text and max_tokens (evenly sampled, first and last kept); null = no limit",
+    )
+    image_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="tokens one picture costs (OpenAI: 85 with detail low, 85 + 170 per "
+        "512-px tile otherwise); null = counted from its pixels as Qwen-VL does, one token "
+        "per 28x28 pixels",
+    )
+    max_pixels: int | None = Field(
+        None,
+        ge=3136,
+        description="largest picture sent, width*height pixels: larger frames are scaled "
+        "down keeping their aspect ratio (Qwen-VL's default cap is 1280 tokens = 1003520); "
+        "null = as the clip has them",
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> VlmProviderConfig:

@@ -17,30 +17,41 @@ from vlm_monitor.types import Frame
 BOX_COLOUR = (0, 0, 255)  # BGR: red reads as "look here" on most scenes
 
 
-def boxes_of(evidence: dict[str, Any] | None, size: tuple[int, int]) -> list[list[int]]:
-    """``[x, y, w, h]`` in the picture's pixels. Normalised boxes are preferred: the frame
-    kept may be smaller than the source the pixel boxes were measured on."""
+def norm_boxes(evidence: dict[str, Any] | None) -> list[list[float]]:
+    """``[x, y, w, h]`` in 0..1 of the picture, from ``boxes_norm`` and ``box_norm``."""
     if not evidence:
         return []
-    width, height = size
-    out: list[list[int]] = []
+    out: list[list[float]] = []
     for norm_key, single in (("boxes_norm", False), ("box_norm", True)):
         value = evidence.get(norm_key)
         boxes = [value] if single and value else (value or [])
         for box in boxes:
             if isinstance(box, list | tuple) and len(box) == 4:
-                x, y, w, h = (float(v) for v in box)
-                out.append(
-                    [round(x * width), round(y * height), round(w * width), round(h * height)]
-                )
+                out.append([float(v) for v in box])
     return out
+
+
+def boxes_of(evidence: dict[str, Any] | None, size: tuple[int, int]) -> list[list[int]]:
+    """``[x, y, w, h]`` in the picture's pixels. Normalised boxes are preferred: the frame
+    kept may be smaller than the source the pixel boxes were measured on."""
+    width, height = size
+    return [
+        [round(x * width), round(y * height), round(w * width), round(h * height)]
+        for x, y, w, h in norm_boxes(evidence)
+    ]
+
+
+def draw_boxes(pixels: np.ndarray, evidence: dict[str, Any] | None) -> None:
+    """The evidence's boxes drawn on ``pixels`` (BGR, writable), in place."""
+    height, width = pixels.shape[:2]
+    thickness = max(2, round(max(width, height) / 400))
+    for x, y, w, h in boxes_of(evidence, (width, height)):
+        cv2.rectangle(pixels, (x, y), (x + w, y + h), BOX_COLOUR, thickness)
 
 
 def render(frame: Frame, evidence: dict[str, Any] | None, quality: int) -> bytes:
     pixels: np.ndarray = frame.bgr().copy()  # shared, read-only: draw on our own copy
-    thickness = max(2, round(max(frame.size) / 400))
-    for x, y, w, h in boxes_of(evidence, frame.size):
-        cv2.rectangle(pixels, (x, y), (x + w, y + h), BOX_COLOUR, thickness)
+    draw_boxes(pixels, evidence)
     ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {frame.stream_id}#{frame.seq}")

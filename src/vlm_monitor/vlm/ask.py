@@ -126,7 +126,9 @@ async def ask(
     question: str,
     window_s: float,
     recent: list[dict[str, Any]],
+    reference: np.ndarray | None = None,
 ) -> Answer:
+    """``reference``: the stream's picture of the empty scene, sent before the frames."""
     started = time.monotonic()
     frames = await history.window(stream, window_s)
     if not frames:
@@ -136,6 +138,7 @@ async def ask(
         build_prompt(question, window_s, recent),
         [f for _, f in frames],
         [t for t, _ in frames],
+        reference=reference,
     )
     answer = await asyncio.to_thread(provider.analyze, request)
     return Answer(answer.text, provider.name, len(frames), round(time.monotonic() - started, 3))

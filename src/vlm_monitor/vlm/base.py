@@ -26,6 +26,11 @@ class VlmRequest:
     schema: dict[str, Any] | None = None  # JSON schema the answer should follow, if any
     # (previous answer, what was wrong with it): the one repair retry of a structured answer.
     repair: tuple[str, str] | None = None
+    # annotate: each frame sent gets its boxes (``boxes[i]``, [x, y, w, h] in 0..1, may be
+    # shorter than ``frames``) and a caption with the stream and its capture time.
+    annotate: bool = False
+    boxes: list[list[list[float]]] = field(default_factory=list)
+    reference: np.ndarray | None = None  # BGR picture of the empty scene, sent first
 
 
 @dataclass
@@ -83,13 +88,19 @@ def jpeg_data_url(image: np.ndarray, quality: int = 80) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
+def grid_layout(
+    count: int, size: tuple[int, int], cell_width: int = 480
+) -> tuple[int, int, tuple[int, int]]:
+    """(columns, rows, cell size) of ``image_grid`` for ``count`` frames of ``size``."""
+    cols = int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / cols))
+    return cols, rows, (cell_width, max(2, round(cell_width * size[1] / size[0])))
+
+
 def image_grid(frames: list[np.ndarray], cell_width: int = 480) -> np.ndarray:
     """All frames tiled on one image, for models that accept a single image."""
-    n = len(frames)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
     h, w = frames[0].shape[:2]
-    cell = (cell_width, max(2, round(cell_width * h / w)))
+    cols, rows, cell = grid_layout(len(frames), (w, h), cell_width)
     grid = np.zeros((rows * cell[1], cols * cell[0], 3), np.uint8)
     for i, f in enumerate(frames):
         r, c = divmod(i, cols)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -13,9 +14,10 @@ from vlm_monitor.vlm.base import (
     ProviderError,
     VlmAnswer,
     VlmRequest,
-    image_grid,
+    grid_layout,
     jpeg_data_url,
 )
+from vlm_monitor.vlm.frames import REFERENCE_NOTE, Plan, pictures, plan, text_tokens
 from vlm_monitor.vlm.schemas import schema_instruction, schema_name
 
 DASHSCOPE_URL = "https://dashscope.aliyuncs.com"
@@ -86,16 +88,44 @@ class _HttpProvider:
             raise ProviderError(f"{self.name}: response is not a JSON object")
         return doc
 
-    def _images(self, request: VlmRequest) -> list[str]:
-        frames = request.frames
-        if self.config.mode == "grid":
-            frames = [image_grid(frames)]
-        return [jpeg_data_url(f, self.config.jpeg_quality) for f in frames]
+    def _images(self, request: VlmRequest, prompt: str) -> list[str]:
+        """The pictures as JPEG data URLs, the reference first: as many frames, as large, as
+        the budget lets beside ``prompt`` and the rest of the text."""
+        images, _ = pictures(
+            request, self.config, self._text_tokens(request, prompt), self.config.mode == "grid"
+        )
+        return [jpeg_data_url(f, self.config.jpeg_quality) for f in images]
 
     def _prompt(self, request: VlmRequest, schema_in_request: bool) -> str:
-        if request.schema is None or schema_in_request:
-            return request.prompt
-        return request.prompt + schema_instruction(request.schema)
+        prompt = request.prompt
+        if request.schema is not None and not schema_in_request:
+            prompt += schema_instruction(request.schema)
+        if request.reference is not None:
+            prompt = f"{REFERENCE_NOTE}\n\n{prompt}"
+        return prompt
+
+    def _schema_in_request(self, request: VlmRequest) -> bool:
+        return False
+
+    def _text_tokens(self, request: VlmRequest, prompt: str) -> int:
+        """Tokens of every text the request sends: prompt, repair turns, a schema the server
+        is given apart (``response_format`` also goes into the model's context)."""
+        text = prompt + "".join(t["content"] for t in _repair_turns(request))
+        if self._schema_in_request(request):
+            text += json.dumps(request.schema)
+        return text_tokens(text)
+
+    def frame_plan(self, request: VlmRequest, count: int, size: tuple[int, int]) -> Plan:
+        """What a request like ``request`` with ``count`` frames of ``size`` would send.
+        Raises FrameBudgetError when it cannot fit."""
+        prompt = self._prompt(request, self._schema_in_request(request))
+        text = self._text_tokens(request, prompt)
+        reference = request.reference is not None
+        if self.config.mode == "grid":  # one picture, the grid, sized by the budget
+            cols, rows, cell = grid_layout(count, size)
+            sheet = plan(self.config, 1, (cols * cell[0], rows * cell[1]), text, reference)
+            return Plan(count, sheet.size, sheet.picture_tokens, reference)
+        return plan(self.config, count, size, text, reference)
 
 
 def _repair_turns(request: VlmRequest) -> list[dict[str, Any]]:
@@ -118,12 +148,17 @@ class OpenAIProvider(_HttpProvider):
     """``POST {base_url}/chat/completions``: covers OpenAI, DashScope compatible mode, Ollama,
     vLLM and LM Studio. Frames go as ``image_url`` parts, or one ``video`` part (mode video)."""
 
+    def _schema_in_request(self, request: VlmRequest) -> bool:
+        return request.schema is not None and self.config.structured == "json_schema"
+
     def analyze(self, request: VlmRequest) -> VlmAnswer:
-        images = self._images(request)
         structured = self.config.structured if request.schema is not None else None
         prompt = self._prompt(request, structured == "json_schema")
+        images = self._images(request, prompt)
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
         if self.config.mode == "video":
+            if request.reference is not None:  # a picture of its own, not a frame of the video
+                content.append({"type": "image_url", "image_url": {"url": images.pop(0)}})
             content.append({"type": "video", "video": images})
         else:
             content += [{"type": "image_url", "image_url": {"url": url}} for url in images]
@@ -163,15 +198,20 @@ class DashScopeProvider(_HttpProvider):
     """DashScope native multimodal generation: the frames as one ``video`` (a list of images)."""
 
     def analyze(self, request: VlmRequest) -> VlmAnswer:
-        images = self._images(request)
-        media: dict[str, Any] = {"image": images[0]} if len(images) == 1 else {"video": images}
         prompt = self._prompt(request, False)  # the native API takes no schema: it is prompted
+        images = self._images(request, prompt)
+        # The reference is a picture of its own, not the first frame of the video.
+        media: list[dict[str, Any]] = (
+            [{"image": images.pop(0)}] if request.reference is not None else []
+        )
+        media.append({"image": images[0]} if len(images) == 1 else {"video": images})
         turns = [
             {"role": t["role"], "content": [{"text": t["content"]}]} for t in _repair_turns(request)
         ]
+        question = {"role": "user", "content": [*media, {"text": prompt}]}
         body = {
             "model": self.config.model,
-            "input": {"messages": [{"role": "user", "content": [media, {"text": prompt}]}, *turns]},
+            "input": {"messages": [question, *turns]},
             "parameters": {"max_tokens": self.config.max_tokens},
         }
         base = (self.config.base_url or DASHSCOPE_URL).rstrip("/")

@@ -41,13 +41,33 @@ class ProviderSet:
                 reason = str(exc) if isinstance(exc, ProviderError) else _describe(exc)
                 raise PluginError("VLM provider", cfg.name, reason) from exc
 
+    def wanted(self, clips: ClipsConfig) -> list[str]:
+        """The providers a stream's clips name (the first configured when they name none)."""
+        if isinstance(clips.provider, list):
+            return clips.provider
+        return [clips.provider] if clips.provider else list(self.providers)[:1]
+
+    def frame_plans(
+        self, clips: ClipsConfig, request: VlmRequest, size: tuple[int, int]
+    ) -> dict[str, dict[str, Any]]:
+        """Per provider of ``clips``: what a clip of ``frames_per_clip`` frames of ``size``
+        asked as ``request`` would send (``frames``, ``width``, ``height``), or why nothing
+        fits (``error``). Providers that take no pictures (``local``) are left out."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.wanted(clips):
+            provider = self.providers.get(name)
+            planner = getattr(provider.inner, "frame_plan", None) if provider else None
+            if planner is None:
+                continue
+            try:
+                out[name] = planner(request, clips.frames_per_clip, size).to_json()
+            except ProviderError as exc:
+                out[name] = {"error": str(exc)}
+        return out
+
     def analyzer(self, clips: ClipsConfig) -> Callable[[VlmRequest], tuple[str, VlmAnswer]]:
         """The call a processor makes; raises ProviderError when no provider is available."""
-        wanted = (
-            clips.provider
-            if isinstance(clips.provider, list)
-            else ([clips.provider] if clips.provider else list(self.providers)[:1])
-        )
+        wanted = self.wanted(clips)
         chosen = [self.providers[n] for n in wanted if n in self.providers]
         missing = [n for n in wanted if n not in self.providers]
         if missing:

@@ -83,10 +83,13 @@ class JobWorker:
 
     def _process(self, job: dict[str, Any]) -> dict[str, Any]:
         frames = decode_frames(job["frames"])
+        reference = job.get("reference")
         clips = ClipsConfig(provider=job.get("provider"), strategy=job.get("strategy", "fallback"))
         request = VlmRequest(
             stream=job["stream"], prompt=job["prompt"], frames=frames,
             timestamps=job["timestamps"], motion=job.get("motion", 0.0), schema=job.get("schema"),
+            annotate=bool(job.get("annotate")), boxes=job.get("boxes") or [],
+            reference=decode_frames([reference])[0] if reference else None,
         )  # fmt: skip
         provider, answer = self.providers.analyzer(clips)(request)
         return {
