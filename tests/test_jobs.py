@@ -5,15 +5,19 @@ reached here)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import time
 
+import cv2
+import numpy as np
 import pytest
 import redis
 
 from fake_vlm import FakeVlm
 from vlm_monitor.testing import wait_until
+from vlm_monitor.vlm.frames import REFERENCE_NOTE
 
 JOBS, GROUP = "vlm-monitor:jobs:clip", "workers"
 
@@ -30,17 +34,19 @@ def provider(fake: FakeVlm) -> dict:
             "retries": 0, "breaker_failures": 100}  # fmt: skip
 
 
-def backend(server, redis_server, fake: FakeVlm, n_streams: int):
+def backend(server, redis_server, fake: FakeVlm, n_streams: int, **clip_and_stream: object):
+    """``clip_and_stream``: ``annotate`` goes to the clips, anything else to the streams."""
+    extra = dict(clip_and_stream)
     clips = {"clip_seconds": 2, "frames_per_clip": 3, "input_fps": 3, "dispatch": "redis",
              "provider": "fake", "deadline_s": 60}  # fmt: skip
+    if "annotate" in extra:
+        clips["annotate"] = extra.pop("annotate")
+    camera = {"url": "synthetic://?fps=5&size=320x180", "clips": clips, **extra}
     return server(
         {
             "bus": {"kind": "redis", "url": redis_server.url},
             "vlm": {"providers": [provider(fake)]},
-            "streams": [
-                {"id": f"cam{i}", "url": "synthetic://?fps=5&size=320x180", "clips": clips}
-                for i in range(n_streams)
-            ],
+            "streams": [{"id": f"cam{i}", **camera} for i in range(n_streams)],
         }
     )
 
@@ -152,3 +158,24 @@ def test_a_worker_survives_a_redis_restart(server, redis_server, fake, worker) -
         what="results after the restart",
     )
     assert fresh[0]["stream"] == "cam0"
+
+
+def test_a_clip_job_carries_the_reference_picture_and_the_annotation(
+    server, redis_server, fake, worker, tmp_path
+) -> None:
+    ref = tmp_path / "empty.png"
+    cv2.imwrite(str(ref), np.full((180, 320, 3), (0, 200, 0), np.uint8))
+    backend(server, redis_server, fake, 1, reference_frame=str(ref), annotate=True)
+    worker("w")
+    wait_until(lambda: fake.requests, 30, what="a clip job answered by the worker")
+    content = fake.requests[0]["json"]["messages"][0]["content"]
+    assert content[0]["text"].startswith(REFERENCE_NOTE) and len(content) == 1 + 1 + 3
+    reference, *frames = (
+        cv2.imdecode(
+            np.frombuffer(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]), np.uint8),
+            cv2.IMREAD_COLOR,
+        )
+        for p in content[1:]
+    )
+    assert np.abs(reference.reshape(-1, 3).mean(0) - (0, 200, 0)).max() < 6  # sent first
+    assert all(f[:4, f.shape[1] // 2 :].mean() < 10 for f in frames)  # the caption band
