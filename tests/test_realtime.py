@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 
@@ -14,8 +15,10 @@ import pytest
 import websockets
 
 from fake_realtime import DELTAS, TRANSCRIPT, FakeRealtime
+from vlm_monitor.realtime.protocol import model_jpeg
 from vlm_monitor.realtime.vad import Vad
-from vlm_monitor.testing import CHROMIUM_MEDIA_FLAGS, chromium
+from vlm_monitor.testing import CHROMIUM_MEDIA_FLAGS, chromium, wait_until
+from vlm_monitor.types import Frame
 
 
 def silence(seconds: float) -> bytes:
@@ -42,6 +45,16 @@ def test_vad_fires_on_speech_and_not_on_silence_or_noise(speech) -> None:
     quiet = Vad()
     noise = np.random.default_rng(0).normal(0, 2000, 16000 * 3).astype("<i2").tobytes()
     assert quiet.feed(silence(3)) == [] and quiet.feed(noise) == []
+
+
+def test_a_camera_frame_goes_to_the_model_at_720p_encoded_once() -> None:
+    frame = Frame("cam", 1, 0.0, np.full((1080, 1920, 3), 120, np.uint8))
+    first = model_jpeg(frame)
+    image = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (720, 1280, 3)
+    assert model_jpeg(frame) is first  # a second session gets the same bytes, no new encode
+    small = Frame("cam", 2, 0.0, np.full((360, 640, 3), 120, np.uint8))
+    assert cv2.imdecode(np.frombuffer(model_jpeg(small), np.uint8), 0).shape == (360, 640)
 
 
 async def client_session(url: str, script, until: str = "response.done", timeout: float = 30):
@@ -267,6 +280,59 @@ def test_bad_input_gets_error_events_and_the_session_goes_on(server, speech) -> 
     assert 'vlm_realtime_latency_seconds{quantile="0.5",what="onset"}' in metrics
 
 
+def test_a_live_rtsp_camera_is_the_picture_and_the_browser_the_voice(
+    server, fake, speech, rtsp_server
+) -> None:
+    """``?source=`` takes any stream: the model gets that camera's frames at the session's
+    rate (from the hub, none sent by the client) and the client's microphone."""
+    import httpx
+
+    config = provider_config(fake, "dashscope")
+    config["realtime"]["video_fps"] = 3
+    # 480x272: a size only this camera has, so every image the model got is from it.
+    config["streams"] = [{"id": "gate", "url": rtsp_server(size="480x272", fps=15)}]
+    srv = server(config)
+    status = lambda: httpx.get(srv.url + "/api/streams/gate").json()  # noqa: E731
+    wait_until(lambda: status()["state"] == "live", 20, what="camera live")
+    idle_subscribers = status()["subscribers"]
+
+    async def refused() -> tuple[dict, int | None]:
+        async with websockets.connect(ws_url(srv) + "?source=nope") as ws:
+            event = json.loads(await ws.recv())
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.recv()
+            return event, ws.close_code
+
+    event, code = asyncio.run(refused())
+    assert event["code"] == "bad_source" and "'nope'" in event["message"] and code == 1008
+
+    async def script(ws) -> None:
+        # Audio only, paced in real time for ~4.5 s, while the camera's frames flow.
+        await send_audio(ws, silence(1) + speech + silence(1.2), speed=1)
+
+    events = asyncio.run(client_session(ws_url(srv) + "?source=gate", script))
+    kinds = [e["type"] for e in events]
+    assert kinds.index("speech.started") < kinds.index("speech.stopped") < kinds.index("transcript")
+    assert "".join(e["text"] for e in events if e["type"] == "text.delta") == "".join(DELTAS)
+    assert "error" not in kinds
+
+    images = fake.of("input_image_buffer.append")
+    span = images[-1]["_at"] - images[0]["_at"]
+    rate = (len(images) - 1) / span
+    assert 2.0 <= rate <= 3.6, (len(images), span)  # the session's 3 fps, not the camera's 15
+    shapes = {
+        cv2.imdecode(np.frombuffer(base64.b64decode(i["image"]), np.uint8), cv2.IMREAD_COLOR).shape
+        for i in images
+    }
+    assert shapes == {(272, 480, 3)}
+    assert len({i["image"] for i in images}) > len(images) // 2  # a moving picture, live
+    sent = sum(len(base64.b64decode(a["audio"])) for a in fake.of("input_audio_buffer.append"))
+    assert len(speech) * 0.8 <= sent <= len(speech) + 32000 * 1.5  # the client's speech
+    assert fake.of("input_audio_buffer.commit")
+    # The session's subscription is gone with the session.
+    wait_until(lambda: status()["subscribers"] == idle_subscribers, 5, what="unsubscribed")
+
+
 @pytest.mark.browser
 def test_chat_page_in_chromium_streams_and_shows_the_answer(
     server, fake, speech_wav, tmp_path
@@ -293,3 +359,39 @@ def test_chat_page_in_chromium_streams_and_shows_the_answer(
     assert "".join(DELTAS).strip() in shown
     assert fake.of("input_image_buffer.append")  # the fake camera's frames reached the model
     assert fake.of("input_audio_buffer.commit")
+
+
+@pytest.mark.browser
+def test_chat_page_talks_about_a_picked_server_camera(server, fake, speech_wav) -> None:
+    config = provider_config(fake, "dashscope")
+    config["streams"] = [{"id": "yard", "url": "synthetic://?fps=10&size=320x240"}]
+    srv = server(config)
+    with chromium(
+        *CHROMIUM_MEDIA_FLAGS,
+        f"--use-file-for-fake-audio-capture={speech_wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ) as browser:
+        page = browser.new_page()
+        page.goto(srv.url + "/chat")
+        page.wait_for_selector("#source option[value=yard]", state="attached", timeout=10000)
+        page.select_option("#source", "yard")
+        page.wait_for_function(
+            "() => document.getElementById('source-view').naturalWidth === 320", timeout=10000
+        )
+        page.click("#connect")
+        page.wait_for_function(
+            "() => document.getElementById('session').dataset.sessionId", timeout=10000
+        )
+        page.click("#start")
+        page.wait_for_function(
+            "() => document.getElementById('response').dataset.done === 'completed'",
+            timeout=40000,
+        )
+        assert page.locator("#preview").is_hidden()
+        assert "".join(DELTAS).strip() in page.inner_text("#response")
+    images = fake.of("input_image_buffer.append")
+    sizes = {
+        cv2.imdecode(np.frombuffer(base64.b64decode(i["image"]), np.uint8), 0).shape for i in images
+    }
+    assert sizes == {(240, 320)}  # the server's camera, not the browser's (640x480)
+    assert fake.of("input_audio_buffer.commit")  # the browser's microphone

@@ -1,4 +1,4 @@
-"""``WS /ws/video[?source=<whip stream>]`` (the original chat service's realtime session) and
+"""``WS /ws/video[?source=<stream id>]`` (the original chat service's realtime session) and
 ``/chat``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import HTMLResponse
 
 from vlm_monitor.api.deps import ServicesDep
-from vlm_monitor.realtime.session import PublishedSource, RealtimeSession
+from vlm_monitor.realtime.session import RealtimeSession, StreamSource
 
 router = APIRouter()
 
@@ -31,15 +31,17 @@ async def video_session(ws: WebSocket, services: ServicesDep) -> None:
     source = None
     wanted = ws.query_params.get("source")
     if wanted is not None:
-        if wanted not in services.streams or not services.streams.get(wanted).config.url.startswith(
-            "whip:"
-        ):
+        if wanted not in services.streams:
             await ws.accept()
-            message = f"source {wanted!r} is not a whip:// stream of this server"
+            message = (
+                f"source {wanted!r} is not a stream of this server; GET /api/streams lists them"
+            )
             await ws.send_json({"type": "error", "code": "bad_source", "message": message})
             await ws.close(1008)
             return
-        source = PublishedSource(wanted, services.streams.whip.get(wanted), services.hub)
+        published = services.streams.get(wanted).config.url.startswith("whip:")
+        inbox = services.streams.whip.get(wanted) if published else None
+        source = StreamSource(wanted, services.hub, inbox)
     await RealtimeSession(ws, config, metrics, source).run()
 
 

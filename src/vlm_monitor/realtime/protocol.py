@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from vlm_monitor.config import RealtimeConfig
+from vlm_monitor.types import Frame
 
 MAX_HEIGHT = 720
 JPEG_QUALITY = 70
@@ -110,3 +111,12 @@ def normalise_frame(jpeg: bytes) -> bytes:
     if not ok:
         raise ProtocolError("bad_image", "video: re-encoding failed")
     return buf.tobytes()
+
+
+def model_jpeg(frame: Frame) -> bytes:
+    """A camera frame as the model gets it (<= 720p, JPEG quality 70): converted from the
+    decoder's picture in one pass and encoded once per frame and size, however many sessions
+    (or viewers at that size) use it. Blocking: call in a thread."""
+    width, height = frame.size
+    scaled = None if height <= MAX_HEIGHT else round(width * MAX_HEIGHT / height)
+    return frame.jpeg(JPEG_QUALITY, scaled)

@@ -11,6 +11,9 @@ answer streamed back (the original chat service's protocol, message for message)
   dropped.
 - Without a provider (no API key), VAD still runs and each turn end gets an ``error`` with
   code ``provider_unavailable``.
+- ``?source=<stream>``: any stream of the server is the picture (a hub subscription at
+  ``video_fps``); the browser's microphone is the audio, or, for a ``whip://`` stream, the
+  publisher's microphone as well.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from vlm_monitor.hub import StreamHub
 from vlm_monitor.ratelimit import TokenBucket
 from vlm_monitor.realtime.metrics import RealtimeMetrics, SessionStats
 from vlm_monitor.realtime.protocol import (
-    JPEG_QUALITY,
     ClientMessage,
     ProtocolError,
+    model_jpeg,
     normalise_frame,
     parse,
 )
@@ -58,13 +61,14 @@ VAD_POOL = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="vad")
 
 
 @dataclass(frozen=True)
-class PublishedSource:
-    """A WHIP-published stream whose audio and picture feed the session instead of (or as
-    well as) the browser's messages: ``/ws/video?source=<stream>``."""
+class StreamSource:
+    """A stream of this server whose picture feeds the session instead of the browser's
+    camera: ``/ws/video?source=<stream>``. A WHIP-published stream (``inbox``) brings its
+    publisher's microphone too; for any other camera the audio is the browser's."""
 
     stream_id: str
-    inbox: WhipInbox
     hub: StreamHub
+    inbox: WhipInbox | None = None
 
 
 class RealtimeSession:
@@ -73,7 +77,7 @@ class RealtimeSession:
         ws: WebSocket,
         config: RealtimeConfig,
         metrics: RealtimeMetrics,
-        source: PublishedSource | None = None,
+        source: StreamSource | None = None,
     ) -> None:
         self.ws, self.config, self.metrics, self.source = ws, config, metrics, source
         self.id = f"ws_{uuid.uuid4().hex[:12]}"
@@ -149,7 +153,8 @@ class RealtimeSession:
             await self.error("provider_unavailable", self.provider_error or "no provider")
         self._tasks.add(asyncio.create_task(self._vad_loop(), name=f"vad-{self.id}"))
         if self.source is not None:
-            self._tasks.add(asyncio.create_task(self._pull_audio(self.source)))
+            if self.source.inbox is not None:
+                self._tasks.add(asyncio.create_task(self._pull_audio(self.source.inbox)))
             self._tasks.add(asyncio.create_task(self._pull_video(self.source)))
         try:
             while True:
@@ -316,17 +321,20 @@ class RealtimeSession:
             await self.error(exc.code, str(exc))
             return
         self._next_frame = now + 1.0 / self.config.video_fps
+        await self._forward_image(frame)
+
+    async def _forward_image(self, jpeg: bytes) -> None:
         if self.provider is None:
             return
         try:
-            await self.provider.append_image(frame)
+            await self.provider.append_image(jpeg)
             self.stats.add("frames_forwarded")
         except ProviderUnavailable as exc:
             await self.error("provider_unreachable", str(exc))
 
-    # --- a published stream as the input --------------------------------------------------
-    async def _pull_audio(self, source: PublishedSource) -> None:
-        listener = source.inbox.listen_audio()
+    # --- a stream of this server as the input -------------------------------------------
+    async def _pull_audio(self, inbox: WhipInbox) -> None:
+        listener = inbox.listen_audio()
         pending = b""
         try:
             while True:
@@ -335,19 +343,23 @@ class RealtimeSession:
                     chunk, pending = pending, b""
                     await self._audio(chunk)
         finally:
-            source.inbox.audio_listeners.discard(listener)
+            inbox.audio_listeners.discard(listener)
 
-    async def _pull_video(self, source: PublishedSource) -> None:
+    async def _pull_video(self, source: StreamSource) -> None:
+        """The subscription paces the frames (by capture time, so no rate gate here); a
+        browser frame only goes out in a gap of ``1 / video_fps`` after a camera frame."""
         sub = source.hub.subscribe(
             source.stream_id, f"realtime:{self.id}", "latest", frame_rate=self.config.video_fps
         )
         try:
             async for frame in sub:
                 self.stats.add("frames_received")
-                jpeg = await asyncio.to_thread(frame.jpeg, JPEG_QUALITY)
-                await self._video(jpeg)
+                self._next_frame = time.monotonic() + 1.0 / self.config.video_fps
+                await self._forward_image(await asyncio.to_thread(model_jpeg, frame))
         finally:
             source.hub.unsubscribe(sub)
+        # The loop ends only when the stream is removed; the session goes on without it.
+        await self.error("source_ended", f"stream {source.stream_id!r} was removed")
 
     # --- upstream -----------------------------------------------------------------------
     async def _on_upstream(self, event: UpstreamEvent) -> None:

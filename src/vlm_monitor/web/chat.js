@@ -1,5 +1,7 @@
 // Realtime video chat over /ws/video: camera frames at the server's rate, 16 kHz PCM from the
-// microphone, the model's text and audio streamed back. No build step, no CDN.
+// microphone, the model's text and audio streamed back. No build step, no CDN. With a camera
+// of the server picked as the source (?source=<stream>), the server sends that camera's
+// frames itself and the browser sends only the microphone.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +22,10 @@ function b64(bytes) {
 
 function connect() {
   state.wanted = true;
-  const ws = new WebSocket(withToken(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/video`));
+  const source = $("source").value;
+  const query = source ? `?source=${encodeURIComponent(source)}` : "";
+  const ws = new WebSocket(withToken(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/video${query}`));
+  $("source").disabled = true;
   state.ws = ws;
   setConn("connecting…");
   ws.onopen = () => { setConn("connected", "open"); state.retry = 500; $("start").disabled = false; };
@@ -41,6 +46,7 @@ function disconnect() {
   stopStreaming();
   if (state.ws) { send({ type: "close" }); state.ws.close(); state.ws = null; }
   $("connect").textContent = "Connect";
+  $("source").disabled = false;
 }
 
 function onEvent(ev) {
@@ -72,6 +78,7 @@ function onEvent(ev) {
     case "error": {
       const li = document.createElement("li"); li.textContent = `${ev.code}: ${ev.message}`;
       li.dataset.code = ev.code; $("errors").prepend(li);
+      if (ev.code === "bad_source") state.wanted = false; // reconnecting would be refused again
       while ($("errors").children.length > 20) $("errors").lastElementChild.remove();
       break;
     }
@@ -94,12 +101,13 @@ function play(data, rate) {
 }
 
 async function startStreaming() {
+  const camera = !$("source").value; // else the server sends the chosen camera's frames
   try {
-    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
-  } catch (err) { $("status").textContent = `camera/microphone: ${err.message}`; return; }
-  $("preview").srcObject = state.stream;
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: camera && { width: 640, height: 480 }, audio: true });
+  } catch (err) { $("status").textContent = `${camera ? "camera/" : ""}microphone: ${err.message}`; return; }
+  if (camera) $("preview").srcObject = state.stream;
   const canvas = document.createElement("canvas");
-  state.frameTimer = setInterval(() => {
+  if (camera) state.frameTimer = setInterval(() => {
     const v = $("preview");
     if (!v.videoWidth) return;
     canvas.width = v.videoWidth; canvas.height = v.videoHeight;
@@ -119,7 +127,9 @@ async function startStreaming() {
   source.connect(state.processor);
   state.processor.connect(state.audioCtx.destination);
   $("start").disabled = true; $("stop").disabled = false;
-  $("status").textContent = `streaming: video ${state.videoFps} fps, audio 16 kHz`;
+  $("status").textContent = camera
+    ? `streaming: video ${state.videoFps} fps, audio 16 kHz`
+    : `streaming: audio 16 kHz; the model sees ${$("source").value} at ${state.videoFps} fps`;
 }
 
 function stopStreaming() {
@@ -131,6 +141,30 @@ function stopStreaming() {
   $("status").textContent = "stopped";
 }
 
+// The server's streams, any of which can be what the model sees.
+async function loadSources() {
+  const resp = await fetch("/api/streams").catch(() => null);
+  if (!resp || !resp.ok) return;
+  const select = $("source");
+  for (const stream of await resp.json()) {
+    const option = document.createElement("option");
+    option.value = stream.id;
+    option.textContent = `${stream.id} (${stream.state})`;
+    select.append(option);
+  }
+  const wanted = new URLSearchParams(location.search).get("source");
+  if (wanted && [...select.options].some((o) => o.value === wanted)) select.value = wanted;
+  showSource();
+}
+
+function showSource() {
+  const id = $("source").value;
+  $("preview").hidden = Boolean(id);
+  $("source-view").hidden = !id;
+  $("source-view").src = id ? withToken(`/api/streams/${encodeURIComponent(id)}/mjpeg`) : "";
+}
+
+$("source").addEventListener("change", showSource);
 $("connect").addEventListener("click", () => (state.wanted ? disconnect() : connect()));
 $("start").addEventListener("click", startStreaming);
 $("stop").addEventListener("click", stopStreaming);
@@ -138,6 +172,7 @@ $("stop").addEventListener("click", stopStreaming);
 window.addEventListener("pagehide", disconnect);
 
 // /ws/video needs the API token: find out now rather than at the first failed connect.
+loadSources();
 fetch("/api/config").then((resp) => {
   if (resp.status === 403) setConn("this page needs the API token (a viewer token is read-only)");
 }).catch(() => {});
