@@ -7,9 +7,10 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from fake_vlm import OPENAI_PATH, FakeVlm
-from vlm_monitor.testing import wait_until
+from vlm_monitor.testing import chromium, wait_until
 
 CAMERA = "synthetic://?fps=15&size=640x360"
 
@@ -73,3 +74,58 @@ def test_ask_with_only_the_local_provider_names_the_fix(server) -> None:
         assert r.status_code == 409
         detail = r.json()["error"]
         assert "local" in detail and "openai" in detail and "vlm.providers" in detail
+
+
+@pytest.mark.browser
+def test_dashboard_ask_box_shows_the_answer_and_the_fix(server, tmp_path) -> None:
+    fake = FakeVlm(answer="A red ball, moving right.")
+    try:
+        answering = server(
+            {
+                "vlm": {"providers": [{"name": "qwen", "kind": "openai",
+                                       "base_url": fake.url + "/v1", "model": "qwen-vl-max"}]},
+                "streams": [{"id": "cam", "url": CAMERA}],
+            }
+        )  # fmt: skip
+        offline = server(
+            {
+                "vlm": {"providers": [{"name": "offline", "kind": "local"}]},
+                "streams": [{"id": "cam", "url": CAMERA}],
+            }
+        )
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(answering.url + "/")
+            box = page.locator("article[data-stream=cam] .ask")
+            page.wait_for_function(
+                "() => document.querySelector('article[data-stream=cam]')?.dataset.state"
+                " === 'live'",
+                timeout=20000,
+            )
+            box.locator(".ask-q").fill("What is moving?")
+            box.locator(".ask-q").press("Enter")
+            page.wait_for_function(
+                "() => document.querySelector('article[data-stream=cam] .ask').dataset.state"
+                " === 'answered'",
+                timeout=20000,
+            )
+            assert box.locator(".ask-answer").inner_text() == fake.answer
+            meta = box.locator(".ask-meta").inner_text()
+            assert meta.startswith("qwen · ") and " frame" in meta and meta.endswith(" s")
+            content = fake.requests[-1]["json"]["messages"][0]["content"]
+            assert "Question: What is moving?" in content[0]["text"]
+            page.screenshot(path=str(tmp_path / "ask.png"))
+
+            page.goto(offline.url + "/")
+            box.locator(".ask-q").fill("Anyone there?")
+            box.locator(".ask-go").click()
+            page.wait_for_function(
+                "() => document.querySelector('article[data-stream=cam] .ask').dataset.state"
+                " === 'error'",
+                timeout=20000,
+            )
+            assert box.get_attribute("data-status") == "409"
+            shown = box.locator(".ask-answer").inner_text()
+            assert "local" in shown and "openai" in shown and "vlm.providers" in shown
+    finally:
+        fake.close()
