@@ -9,7 +9,13 @@ With --dedupe, instead: 100 s of a still scene (1 s clips) with four scripted ch
 the clip processor; VLM calls with the near-duplicate skip off and on, and any change no call
 saw.
 
-Run: .venv/bin/python bench/clips.py [--window 40] | [--dedupe]
+With --freshness, instead: result freshness (newest frame of a clip captured -> its result
+delivered on /ws/events), p50/p95, when the VLM is slower than real time: a real backend makes
+a 2 s clip of a live camera every 2 s and an OpenAI-protocol fake answers each call after 5 s.
+Once per clip-queue setting (``stale_policy`` and ``deadline_s``), with what the queue did:
+clips dropped as stale, frames dropped because the writer was blocked, the backlog at the end.
+
+Run: .venv/bin/python bench/clips.py [--window 40] | [--dedupe] | [--freshness [--window 60]]
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import numpy as np
 import psutil
 import websockets
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fake_vlm import FakeVlm
 from vlm_monitor.stats import percentile
 from vlm_monitor.testing import ServerProcess, wait_until
 
@@ -191,15 +199,100 @@ def dedupe_report() -> dict:
     }
 
 
+# The VLM is slower than real time: one answer takes longer than the clip it is about.
+CLIP_S, VLM_DELAY_S = 2.0, 5.0
+QUEUE_SETTINGS = [
+    ("drop_oldest, deadline_s 120 (default)", {"stale_policy": "drop_oldest", "deadline_s": 120}),
+    ("drop_oldest, deadline_s 10", {"stale_policy": "drop_oldest", "deadline_s": 10}),
+    ("latest_wins, deadline_s 120", {"stale_policy": "latest_wins", "deadline_s": 120}),
+]
+
+
+def freshness_run(tmp: Path, name: str, queue: dict, window: float) -> dict:
+    fake = FakeVlm(answer="A ball moves.")
+    fake.behaviours.extend([("slow", VLM_DELAY_S)] * 10_000)
+    clips = {"clip_seconds": CLIP_S, "frames_per_clip": 4, "provider": "slow", **queue}
+    config = {
+        "vlm": {
+            "providers": [
+                {"name": "slow", "kind": "openai", "base_url": fake.url + "/v1", "model": "m"}
+            ]
+        },
+        "streams": [{"id": "f", "url": "synthetic://?fps=15&size=640x360", "clips": clips}],
+    }
+    wd = tmp / f"fresh{len(list(tmp.iterdir()))}"
+    wd.mkdir()
+    srv = ServerProcess(wd, config)
+    newest: list[float] = []  # newest frame of the clip captured -> result on /ws/events, s
+    oldest: list[float] = []
+    try:
+        with srv.client() as c:
+            wait_until(lambda: c.get("/api/streams/f").json()["state"] == "live", 30)
+
+            async def listen() -> None:
+                url = srv.url.replace("http", "ws") + "/ws/events"
+                async with websockets.connect(url) as ws:
+                    end = time.monotonic() + window
+                    while (left := end - time.monotonic()) > 0:
+                        try:
+                            ev = json.loads(await asyncio.wait_for(ws.recv(), left))
+                        except TimeoutError:
+                            break
+                        if ev["type"] == "result" and ev.get("stream") == "f":
+                            now, info = time.time(), ev["video_info"]
+                            newest.append(now - info["end_timestamp"])
+                            oldest.append(now - info["start_timestamp"])
+
+            asyncio.run(listen())
+            st = c.get("/api/streams/f").json()["clips"]
+    finally:
+        srv.stop()
+        fake.close()
+    third = max(1, len(newest) // 3)
+    out = {
+        "queue": name,
+        "results": len(newest),
+        "clips_made": st["videos_created"],
+        "clips_dropped_stale": st["clips_dropped_stale"],
+        "frames_dropped_writer_blocked": st["frames_dropped"],
+        "fresh_p50_s": percentile(newest, 50),
+        "fresh_p95_s": percentile(newest, 95),
+        "fresh_last_third_p50_s": percentile(newest[-third:], 50),
+        "oldest_frame_p95_s": percentile(oldest, 95),
+        "lag_s_at_end": st["lag_s"],
+    }
+    log(f"freshness: {out}")
+    return out
+
+
+def freshness_report(window: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="vlm-bench-fresh-") as tmp:
+        runs = [freshness_run(Path(tmp), n, q, window) for n, q in QUEUE_SETTINGS]
+    return {
+        "stream": "synthetic 640x360 at 15 fps, in the backend",
+        "clip_seconds": CLIP_S,
+        "vlm_answer_s": VLM_DELAY_S,
+        "max_in_flight": 10,
+        "window_s": window,
+        "runs": runs,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=40.0, help="seconds measured per run")
     parser.add_argument(
         "--dedupe", action="store_true", help="only: VLM calls with near-duplicate skip off/on"
     )
+    parser.add_argument(
+        "--freshness", action="store_true", help="only: result freshness with a slow VLM"
+    )
     args = parser.parse_args()
     if args.dedupe:
         print(json.dumps(dedupe_report()))
+        return 0
+    if args.freshness:
+        print(json.dumps(freshness_report(args.window)))
         return 0
     with tempfile.TemporaryDirectory(prefix="vlm-bench-clips-") as tmp:
         ingest = run(Path(tmp), False, args.window)
