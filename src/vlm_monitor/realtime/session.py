@@ -348,6 +348,8 @@ class RealtimeSession:
     async def _pull_video(self, source: StreamSource) -> None:
         """The subscription paces the frames (by capture time, so no rate gate here); a
         browser frame only goes out in a gap of ``1 / video_fps`` after a camera frame."""
+        if self.provider is None:
+            return  # no model to show them to: not a frame is converted
         sub = source.hub.subscribe(
             source.stream_id, f"realtime:{self.id}", "latest", frame_rate=self.config.video_fps
         )

@@ -161,7 +161,7 @@ function showSource() {
   const id = $("source").value;
   $("preview").hidden = Boolean(id);
   $("source-view").hidden = !id;
-  $("source-view").src = id ? withToken(`/api/streams/${encodeURIComponent(id)}/mjpeg`) : "";
+  $("source-view").src = id ? withToken(`/api/streams/${encodeURIComponent(id)}/mjpeg?width=640`) : "";
 }
 
 $("source").addEventListener("change", showSource);
