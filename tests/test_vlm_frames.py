@@ -40,8 +40,9 @@ def clip(n: int = 8, base: int = 10, **kw) -> VlmRequest:
     return VlmRequest("cam", "What happens?", frames, [1e9 + i for i in range(n)], **kw)
 
 
-def sent(fake: FakeVlm) -> tuple[str, list[np.ndarray]]:
-    content = fake.requests[-1]["json"]["messages"][0]["content"]
+def sent(fake: FakeVlm, index: int = -1) -> tuple[str, list[np.ndarray]]:
+    """The prompt and the pictures of a request the server got (default: the last)."""
+    content = fake.requests[index]["json"]["messages"][0]["content"]
     images = []
     for part in content[1:]:
         raw = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
@@ -131,13 +132,20 @@ def test_annotated_clip_with_reference_end_to_end(server, tmp_path: Path) -> Non
         )  # fmt: skip
         # The second clip: the first may start before motion has reported anything.
         wait_until(lambda: len(fake.requests) >= 2, 30, what="two clips sent to the VLM")
+        prompt, images = sent(fake)
         with srv.client() as c:
             budget = c.get("/api/streams/cam").json()["clips"]["frames_sent"]["qwen"]
             # Over the API, like a file:// source: only a picture inside server.media_dir.
             body = {"id": "cam2", "url": "synthetic://", "reference_frame": str(ref)}
             refused = c.post("/api/streams", json=body)
             assert refused.status_code == 422 and "media_dir" in refused.json()["error"]
-        prompt, images = sent(fake)
+            asked = c.post("/api/streams/cam/ask", json={"question": "Anyone?"}).json()
+        # A question goes the same way: the reference first, then the frames it counts.
+        texts = [sent(fake, i)[0] for i in range(len(fake.requests))]
+        question, pictures = sent(fake, next(i for i, t in enumerate(texts) if "Anyone?" in t))
+        assert question.startswith(REFERENCE_NOTE) and len(pictures) == 1 + asked["frames"]
+        assert np.abs(pictures[0].reshape(-1, 3).mean(0) - GREEN).max() < 6
+
         assert prompt.startswith(REFERENCE_NOTE)
         assert np.abs(images[0].reshape(-1, 3).mean(0) - GREEN).max() < 6
         frames = images[1:]

@@ -141,4 +141,8 @@ async def ask(
         reference=reference,
     )
     answer = await asyncio.to_thread(provider.analyze, request)
-    return Answer(answer.text, provider.name, len(frames), round(time.monotonic() - started, 3))
+    # The frames the model saw: the provider's frame budget may have sent fewer.
+    height, width = frames[0][1].shape[:2]
+    plan = provider.frame_plan(request, len(frames), (width, height))
+    seen = len(frames) if plan is None else plan.frames
+    return Answer(answer.text, provider.name, seen, round(time.monotonic() - started, 3))

@@ -56,13 +56,15 @@ class ProviderSet:
         out: dict[str, dict[str, Any]] = {}
         for name in self.wanted(clips):
             provider = self.providers.get(name)
-            planner = getattr(provider.inner, "frame_plan", None) if provider else None
-            if planner is None:
+            if provider is None:
                 continue
             try:
-                out[name] = planner(request, clips.frames_per_clip, size).to_json()
+                plan = provider.frame_plan(request, clips.frames_per_clip, size)
             except ProviderError as exc:
                 out[name] = {"error": str(exc)}
+                continue
+            if plan is not None:
+                out[name] = plan.to_json()
         return out
 
     def analyzer(self, clips: ClipsConfig) -> Callable[[VlmRequest], tuple[str, VlmAnswer]]:

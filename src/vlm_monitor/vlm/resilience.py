@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.vlm.base import (
@@ -25,6 +26,7 @@ from vlm_monitor.vlm.base import (
     VlmAnswer,
     VlmRequest,
 )
+from vlm_monitor.vlm.frames import Plan
 from vlm_monitor.vlm.structured import answer_structured
 
 log = logging.getLogger("vlm_monitor.vlm")
@@ -213,6 +215,12 @@ class GuardedProvider:
                 listener(self.name, seconds, ok)
             except Exception:  # a metrics bug must not fail the call
                 log.exception("provider listener failed", extra={"fields": {"provider": self.name}})
+
+    def frame_plan(self, request: VlmRequest, count: int, size: tuple[int, int]) -> Plan | None:
+        """What the provider would send of ``count`` frames of ``size`` (see ``frames``);
+        None for a provider that takes no pictures. Raises FrameBudgetError."""
+        planner = getattr(self.inner, "frame_plan", None)
+        return None if planner is None else cast(Plan, planner(request, count, size))
 
     def close(self) -> None:
         self.inner.close()
