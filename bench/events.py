@@ -8,10 +8,9 @@ crosses that level every few seconds, so motion events open and close again and 
 client listen for the measured window.
 
 - latency of each `open` event, from the triggering frame to its arrival at each client,
-  p50/p99. The event names its triggering reading in `result_ids[0]`
-  (`analysis:motion:{frame_seq}`); that reading's `video_timestamp` (the frame leaving the
-  decoder, pushed on `/ws/events` as an `analysis` message) is the start. Also split: frame ->
-  `started_at` (when the tracker opened the event) and `started_at` -> arrival.
+  p50/p99. The event carries `frame_ts`, the time its triggering frame left the decoder: that
+  is the start. Also split: frame -> `started_at` (when the tracker opened the event) and
+  `started_at` -> arrival.
 - events opened / updated / closed in the window, per channel;
 - disk per event: mean snapshot JPEG, mean event clip MP4 (written `postroll_s` after the
   event opened), and the growth of the `events` tables in SQLite (dbstat) and of the whole
@@ -64,15 +63,13 @@ class Listener:
         self.arrivals.setdefault((event["id"], action), (at, event))
 
 
-async def ws_client(url: str, out: Listener, frames: dict[tuple[str, int], float]) -> None:
+async def ws_client(url: str, out: Listener) -> None:
     async with connect(url, max_size=None) as ws:
         async for raw in ws:
             at = time.time()
             msg = json.loads(raw)
             if msg.get("type") == "event":
                 out.got(msg.get("action", ""), msg.get("event") or {}, at)
-            elif msg.get("type") == "analysis" and msg.get("analyzer") == "motion":
-                frames[(msg["stream"], int(msg["frame_seq"]))] = float(msg["video_timestamp"])
 
 
 async def mqtt_client(port: int, out: Listener, ready: asyncio.Event) -> None:
@@ -109,17 +106,14 @@ def db_sizes(db: Path) -> tuple[int, int, int]:
     return int(n), int(tables), int(pages * page_size)
 
 
-def latencies(
-    out: Listener, frames: dict[tuple[str, int], float], t0: float, t1: float
-) -> dict[str, Any]:
+def latencies(out: Listener, t0: float, t1: float) -> dict[str, Any]:
     total, frame_to_open, open_to_arrival = [], [], []
     missing = 0
     for (_, action), (at, event) in out.arrivals.items():
         if action != "open" or not t0 <= event["started_at"] <= t1:
             continue
         open_to_arrival.append(1000 * (at - event["started_at"]))
-        ref = next((r for r in event.get("result_ids", []) if r.startswith("analysis:")), None)
-        ts = frames.get((event["stream"], int(ref.rsplit(":", 1)[1]))) if ref else None
+        ts = event.get("frame_ts")
         if ts is None:
             missing += 1
             continue
@@ -140,13 +134,12 @@ def latencies(
 
 async def listen(
     server: ServerProcess, mqtt_port: int, seconds: float, tail_s: float
-) -> tuple[Listener, Listener, dict[tuple[str, int], float], float, float]:
+) -> tuple[Listener, Listener, float, float]:
     ws_out, mqtt_out = Listener(), Listener()
-    frames: dict[tuple[str, int], float] = {}
     ready = asyncio.Event()
     ws_url = f"ws://127.0.0.1:{server.port}/ws/events"
     tasks = [
-        asyncio.create_task(ws_client(ws_url, ws_out, frames)),
+        asyncio.create_task(ws_client(ws_url, ws_out)),
         asyncio.create_task(mqtt_client(mqtt_port, mqtt_out, ready)),
     ]
     await asyncio.wait_for(ready.wait(), 10)
@@ -163,7 +156,7 @@ async def listen(
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    return ws_out, mqtt_out, frames, t0, t1
+    return ws_out, mqtt_out, t0, t1
 
 
 def main() -> int:
@@ -204,7 +197,7 @@ def main() -> int:
             wait_until(all_live, 30, what="streams live")
             n_before, tables_before, db_before = db_sizes(data / "vlm-monitor.db")
             log(f"{args.streams} streams live; mosquitto on {mqtt_port}")
-            ws_out, mqtt_out, frames, t0, t1 = asyncio.run(
+            ws_out, mqtt_out, t0, t1 = asyncio.run(
                 listen(server, mqtt_port, args.seconds, POSTROLL_S + 2)
             )
             with server.client() as c:
@@ -226,8 +219,8 @@ def main() -> int:
             "seconds": round(t1 - t0, 1),
             "motion_params": MOTION,
             "latency": {
-                "mqtt": latencies(mqtt_out, frames, t0, t1),
-                "ws_events": latencies(ws_out, frames, t0, t1),
+                "mqtt": latencies(mqtt_out, t0, t1),
+                "ws_events": latencies(ws_out, t0, t1),
             },
             "messages_incl_tail": {"mqtt": mqtt_out.counts, "ws_events": ws_out.counts},
             "disk": {

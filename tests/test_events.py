@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from fractions import Fraction
 
 import av
@@ -16,13 +17,20 @@ import websockets
 
 from vlm_monitor.events.clips import PacketRing, _Format, _Packet
 from vlm_monitor.events.model import EventTracker
+from vlm_monitor.events.snapshot import SnapshotFiles
 from vlm_monitor.events.store import EventStore, fts_query
 from vlm_monitor.testing import wait_until
 
 
 def motion(stream: str, moving: bool, seq: int = 1) -> dict:
     result = {"level": 0.2, "moving": moving, "boxes_norm": [[0.1, 0.1, 0.2, 0.2]]}
-    return {"stream": stream, "analyzer": "motion", "frame_seq": seq, "result": result}
+    return {
+        "stream": stream,
+        "analyzer": "motion",
+        "frame_seq": seq,
+        "video_timestamp": 1000.0 + seq,
+        "result": result,
+    }
 
 
 def test_motion_opens_updates_and_closes_one_incident() -> None:
@@ -35,6 +43,7 @@ def test_motion_opens_updates_and_closes_one_incident() -> None:
     doc = closed.incident.to_json()
     assert doc["state"] == "closed" and doc["ended_at"] == 12 and doc["started_at"] == 10
     assert doc["result_ids"] == ["analysis:motion:1", "analysis:motion:2"]
+    assert doc["frame_ts"] == 1001.0  # the frame that opened it, not a later one
     assert t.analysis(motion("cam", False, 4), now=13) == []
 
 
@@ -53,9 +62,11 @@ def test_vlm_text_lands_on_the_open_incident() -> None:
 def test_structured_vlm_alert_then_its_end() -> None:
     t = EventTracker()
     structured = {"alert": True, "severity": "critical", "title": "Fall", "summary": "fell"}
-    clip = {"stream": "cam", "id": 1, "result": "{...}", "structured": structured}
+    clip = {"stream": "cam", "id": 1, "result": "{...}", "structured": structured,
+            "video_info": {"start_timestamp": 0.5, "end_timestamp": 0.9}}  # fmt: skip
     [opened] = t.clip(clip, now=1)
     assert opened.action == "open" and opened.incident.kind == "alert"
+    assert opened.incident.frame_ts == 0.9  # the clip's last frame the model saw
     assert opened.incident.severity == "critical" and opened.incident.title == "Fall"
     [again] = t.clip({**clip, "id": 2}, now=2)
     assert again.action == "update" and again.incident.id == opened.incident.id
@@ -67,6 +78,7 @@ def test_flow_alerts_group_by_key_and_expire_when_quiet() -> None:
     t = EventTracker(idle_close_s=60)
     doc = {"flow": "f", "key": "k", "stream": "cam", "severity": "bogus", "message": "hot", "id": 1}
     [a] = t.flow_alert(doc, now=0)
+    assert a.incident.to_json()["frame_ts"] is None  # nothing named the frame
     [b] = t.flow_alert({**doc, "id": 2}, now=30)
     assert a.incident.id == b.incident.id and a.incident.severity == "warning"
     assert t.expire(now=80) == []
@@ -133,9 +145,72 @@ def test_store_search_filters_and_retention(tmp_path) -> None:
     docs[0]["summary"] = "updated in place"
     store.save(docs[0])
     assert len(store.query()) == 3 and store.get(docs[0]["id"])["summary"] == "updated in place"
+    store.save({**docs[1], "acknowledged": True})
+    counts = store.counts()
+    assert counts["cam0"] == {"unacknowledged": 1, "open": 1, "total": 1}
+    assert counts["cam1"]["unacknowledged"] == 0 and set(counts) == {"cam0", "cam1", "cam2"}
     assert store.prune(older_than=0, keep=2) == [docs[0]["id"]]
     assert store.query(q="delivery") == []
     store.close()
+
+
+def test_evidence_size_cap_deletes_the_oldest_and_the_events_forget_it(tmp_path) -> None:
+    files, store = SnapshotFiles(tmp_path / "events"), EventStore(tmp_path / "db.sqlite")
+    t = EventTracker()
+    ids = []
+    for i in range(3):
+        [c] = t.analysis(motion(f"cam{i}", True), now=i)
+        c.incident.has_snapshot = c.incident.has_clip = True
+        store.save(c.incident.to_json())
+        ids.append(c.incident.id)
+        files.write(c.incident.id, b"j" * 100_000)
+        files.clip_path(c.incident.id).write_bytes(b"m" * 300_000)
+        for path in (files.path(c.incident.id), files.clip_path(c.incident.id)):
+            os.utime(path, (1000 + i, 1000 + i))  # oldest first, whatever the clock did
+    # 1.2 MB in all, 0.9 MB allowed: the oldest event's snapshot and clip go, nothing else.
+    gone = files.enforce_cap(0.9)
+    assert gone == {ids[0]: {".jpg", ".mp4"}}
+    store.drop_evidence(gone)
+    first, second = store.get(ids[0]), store.get(ids[1])
+    assert first["snapshot_url"] is None and first["clip_url"] is None
+    assert second["snapshot_url"] and second["clip_url"] and files.read(ids[1])
+    assert files.enforce_cap(0.9) == {}
+    store.close()
+
+
+def test_short_disk_keeps_events_without_evidence_and_says_why(server, camera) -> None:
+    cam = camera(fps=10, size="320x240")
+    # More free space asked for than any disk has: every snapshot and clip is refused.
+    streams = [
+        {"id": sid, "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]}
+        for sid in ("a", "b")
+    ]
+    events = {"idle_close_s": 1, "min_free_mb": 1e12}
+    srv = server({"events": events, "streams": streams})
+    with srv.client() as c:
+
+        def refused() -> int:
+            text = c.get("/metrics").text
+            line = next(x for x in text.splitlines() if x.startswith("vlm_event_evidence_refused_"))
+            return int(float(line.split()[-1]))
+
+        # Both streams' motion: two events refused in one burst of a short disk.
+        opened = wait_until(
+            lambda: (
+                (e := c.get("/api/events", params={"kind": "motion"}).json())
+                and {x["stream"] for x in e} == {"a", "b"}
+                and e
+            ),
+            40,
+            what="motion on both streams",
+        )
+        assert refused() >= 2
+        for event in opened:
+            assert event["snapshot_url"] is None and event["clip_url"] is None
+            assert event["evidence_error"].startswith("disk short: only ")
+            assert "MB needed" in event["evidence_error"]
+            assert c.get(f"/api/events/{event['id']}/snapshot.jpg").status_code == 404
+    assert srv.output().count("event evidence refused") == 1  # once a burst, not once an event
 
 
 def test_events_end_to_end(server, camera) -> None:
@@ -164,6 +239,9 @@ def test_events_end_to_end(server, camera) -> None:
     opened = next(e for e in seen if e["action"] == "open")
     event_id = opened["event"]["id"]
     assert opened["stream"] == "cam" and opened["event"]["state"] == "open"
+    # The triggering frame's decode time, a little before the tracker opened the event.
+    frame_ts, started = opened["event"]["frame_ts"], opened["event"]["started_at"]
+    assert 0 <= started - frame_ts < 10, (frame_ts, started)
     with srv.client() as c:
         got = c.get(f"/api/events/{event_id}").json()
         assert got["kind"] == "motion" and got["result_ids"]
@@ -191,8 +269,11 @@ def test_events_end_to_end(server, camera) -> None:
             video = mp4.streams.video[0]
             assert video.codec_context.name == "h264"
             assert sum(1 for _ in mp4.decode(video)) >= 10  # 1 s at 10 fps, and pre-roll
+        unacked = c.get("/api/events/counts").json()["cam"]["unacknowledged"]
         acked = c.post(f"/api/events/{event_id}/ack").json()
         assert acked["acknowledged"] is True
+        # Other motion events may open meanwhile: this one left the count, whatever came.
+        assert c.get("/api/events/counts").json()["cam"]["unacknowledged"] <= unacked
         assert c.get(f"/api/events/{event_id}").json()["acknowledged"] is True
 
     # The camera goes away: stream_offline opens; back on the same port, it closes.

@@ -247,6 +247,8 @@ def test_end_to_end_frame_motion_ocr_condition_alert_webhook(camera, server, rec
     alert = next(e for e in events if e["type"] == "alert")
     assert alert["flow"] == "watchdog" and alert["stream"] == "cam"
     assert alert["message"].startswith("movement on cam, text: ")
+    # The frame node's picture, named although the alert only saw the condition's gate.
+    assert 0 <= alert["created_at"] - alert["frame_ts"] < 10
     nodes = [e for e in events if e["type"] == "flow.node"]
     started = {e["node"]: e for e in nodes if e["status"] == "running"}
     assert {"motion", "ocr"} <= set(started)  # both branches ran

@@ -27,6 +27,14 @@ class EventsConfig(_Model):
     )
     preroll_s: float = Field(5.0, ge=0, le=60, description="clip seconds before the event")
     postroll_s: float = Field(5.0, ge=0, le=120, description="clip seconds after it opened")
+    max_evidence_mb: float = Field(
+        2000.0, gt=0, description="snapshots and clips kept in all, MB (oldest deleted first)"
+    )
+    min_free_mb: float = Field(
+        200.0,
+        ge=0,
+        description="less free disk than this: events are kept without snapshot or clip, MB",
+    )
 
 
 Action = Literal["open", "update", "close"]

@@ -88,6 +88,8 @@ class Services:
             self.packet_rings,
             ev.preroll_s,
             ev.postroll_s,
+            ev.min_free_mb,
+            ev.max_evidence_mb,
         )
         if self.packet_rings is not None:
             self.streams.packet_sink = self.packet_rings.put

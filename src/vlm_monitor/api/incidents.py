@@ -32,6 +32,13 @@ async def list_events(
     return await asyncio.to_thread(store.query, stream, kind, since, q, limit)
 
 
+@router.get("/api/events/counts")
+async def event_counts(services: ServicesDep) -> dict[str, dict[str, int]]:
+    """By stream: ``{"cam1": {"unacknowledged": 3, "open": 1, "total": 12}}``; streams with
+    no event kept are absent."""
+    return await asyncio.to_thread(services.events.store.counts)
+
+
 @router.get("/api/events/{event_id}")
 async def get_event(services: ServicesDep, event_id: EventId) -> dict[str, Any]:
     doc = await asyncio.to_thread(services.events.store.get, event_id)

@@ -19,6 +19,7 @@ from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.metrics.analyzers import AnalyzerCollector
 from vlm_monitor.metrics.broadcast import BroadcastCollector
 from vlm_monitor.metrics.clips import ClipCollector
+from vlm_monitor.metrics.events import EventCollector
 from vlm_monitor.metrics.http import RefusalCollector
 from vlm_monitor.metrics.jobs import JobCollector
 from vlm_monitor.metrics.realtime import RealtimeCollector
@@ -157,6 +158,7 @@ def metrics_registry(services: Services) -> CollectorRegistry:
             lambda: None if services.relay is None else services.relay.status(),
         ),
         JobCollector(lambda: None if jobs is None else jobs.latest),
+        EventCollector(services.events.status),
         RefusalCollector(services.refused),
     ]
     for collector in collectors:

@@ -6,6 +6,7 @@ processor pauses and reports instead of crashing. Transient write errors are ret
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -25,6 +26,36 @@ class DiskFullError(OSError):
     pass
 
 
+def require_free(root: Path, min_free_mb: float) -> None:
+    """Raises ``DiskFullError``, saying how short, while the file system holding ``root`` has
+    less than ``min_free_mb`` free. Blocking (statvfs)."""
+    free = shutil.disk_usage(root).free / 1e6
+    if free < min_free_mb:
+        raise DiskFullError(
+            f"disk short: only {free:.0f} MB free under {root}, "
+            f"{min_free_mb:.0f} MB needed (min_free_mb)"
+        )
+
+
+def prune_oldest(files: list[Path], max_age_s: float, max_total_mb: float) -> list[Path]:
+    """Deletes, from ``files`` (oldest first), those older than ``max_age_s`` and the oldest
+    while all of them together are over ``max_total_mb``; returns those deleted. Files that
+    vanish meanwhile (another pruner) are skipped. Blocking."""
+    now = time.time()
+    stats = {}
+    for p in files:
+        with contextlib.suppress(FileNotFoundError):
+            stats[p] = p.stat()
+    total = sum(st.st_size for st in stats.values()) / 1e6
+    removed = []
+    for p, st in stats.items():
+        if now - st.st_mtime > max_age_s or total > max_total_mb:
+            total -= st.st_size / 1e6
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 class ClipStore:
     """Thread-safe. Files are named ``<unix ms>-<id>.mp4`` so age is visible in the name."""
 
@@ -42,18 +73,11 @@ class ClipStore:
         self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
 
-    def free_mb(self) -> float:
-        return shutil.disk_usage(self.root).free / 1e6
-
     def write(self, frames: list[FrameData], fps: float) -> tuple[str, Path]:
         """Encode ``frames`` (BGR, same size) as H.264 MP4 at ``fps``; returns (clip id, path)."""
         if not frames:
             raise ValueError("a clip needs at least one frame")
-        free = self.free_mb()
-        if free < self.min_free_mb:
-            raise DiskFullError(
-                f"only {free:.0f} MB free under {self.root} (min_free_mb={self.min_free_mb:.0f})"
-            )
+        require_free(self.root, self.min_free_mb)
         clip_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
         path = self.root / f"{clip_id}.mp4"
         for attempt in range(self.retries + 1):
@@ -78,19 +102,9 @@ class ClipStore:
 
     def enforce_retention(self) -> int:
         """Delete clips older than ``max_age_s`` and the oldest beyond ``max_total_mb``."""
-        removed = 0
         with self._lock:
             files = sorted(self.root.glob("*.mp4"))  # names start with the creation time
-            now = time.time()
-            sizes = {p: p.stat().st_size for p in files if p.exists()}
-            total = sum(sizes.values()) / 1e6
-            for p in files:
-                old = now - p.stat().st_mtime > self.max_age_s if p.exists() else False
-                if old or total > self.max_total_mb:
-                    total -= sizes.get(p, 0) / 1e6
-                    p.unlink(missing_ok=True)
-                    removed += 1
-        return removed
+            return len(prune_oldest(files, self.max_age_s, self.max_total_mb))
 
     def path_of(self, clip_id: str) -> Path | None:
         path = self.root / f"{clip_id}.mp4"

@@ -40,6 +40,11 @@ class Incident:
     text: str = ""  # VLM descriptions gathered while open, searched with the title and summary
     has_snapshot: bool = False
     has_clip: bool = False
+    # Unix seconds the frame that opened it left the decoder (the capture time as this server
+    # sees it); None when no frame did (a stream going offline).
+    frame_ts: float | None = None
+    # Why it has no snapshot or clip (e.g. the disk is short); None when nothing was refused.
+    evidence_error: str | None = None
     # The result behind the snapshot: its boxes are drawn on the frame. Not stored.
     evidence: dict[str, Any] | None = None
 
@@ -53,10 +58,12 @@ class Incident:
             "summary": self.summary,
             "state": self.state,
             "started_at": self.started_at,
+            "frame_ts": self.frame_ts,
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
             "snapshot_url": f"/api/events/{self.id}/snapshot.jpg" if self.has_snapshot else None,
             "clip_url": f"/api/events/{self.id}/clip.mp4" if self.has_clip else None,
+            "evidence_error": self.evidence_error,
             "result_ids": list(self.result_ids),
             "acknowledged": self.acknowledged,
             "key": self.key,
@@ -82,6 +89,8 @@ class Incident:
             text=doc.get("text", ""),
             has_snapshot=doc.get("snapshot_url") is not None,
             has_clip=doc.get("clip_url") is not None,
+            frame_ts=doc.get("frame_ts"),
+            evidence_error=doc.get("evidence_error"),
         )
 
 
@@ -95,6 +104,20 @@ class Change:
 
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def frame_time(doc: dict[str, Any]) -> float | None:
+    """The capture time (unix seconds) of the frame behind a result document: an analyzer
+    reading's frame, a clip's last sampled frame, or what a flow alert names."""
+    info = doc.get("video_info")
+    for value in (
+        doc.get("frame_ts"),
+        doc.get("video_timestamp"),
+        info.get("end_timestamp") if isinstance(info, dict) else None,
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
 
 
 def severity_of(value: Any, default: Severity) -> Severity:
@@ -120,11 +143,12 @@ class EventTracker:
         result_id: str | None,
         evidence: dict[str, Any] | None,
         now: float,
+        frame_ts: float | None = None,
     ) -> Change:
         current = self.open.get((stream, kind, key))
         if current is None:
             current = Incident(new_id(), stream, kind, severity, title, summary, now, now, key=key)
-            current.evidence = evidence
+            current.evidence, current.frame_ts = evidence, frame_ts
             if result_id is not None:
                 current.result_ids.append(result_id)
             self.open[(stream, kind, key)] = current
@@ -166,6 +190,7 @@ class EventTracker:
                         rid,
                         result,
                         now,
+                        frame_time(doc),
                     )
                 )
             else:
@@ -186,6 +211,7 @@ class EventTracker:
                             rid,
                             result,
                             now,
+                            frame_time(doc),
                         )
                     )
                 else:
@@ -218,6 +244,7 @@ class EventTracker:
                     rid,
                     {"boxes": detail.get("boxes"), "boxes_norm": detail.get("boxes_norm")},
                     now,
+                    frame_time(doc),
                 )
             )
         elif flag is not None:
@@ -252,6 +279,7 @@ class EventTracker:
                 f"alert:{doc.get('id')}",
                 None,
                 now,
+                frame_time(doc),
             )
         ]
 

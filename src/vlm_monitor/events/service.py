@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_monitor.broadcast.bus import EventBus
+from vlm_monitor.clips.store import DiskFullError, require_free
 from vlm_monitor.events.clips import PacketRings
 from vlm_monitor.events.model import Change, EventTracker, Incident
 from vlm_monitor.events.snapshot import SnapshotFiles, render
@@ -29,6 +30,7 @@ log = logging.getLogger("vlm_monitor.events")
 Subscriber = Callable[[str, dict[str, Any], bytes | None], Coroutine[Any, Any, None]]
 QUEUE_CHANGES = 10_000  # beyond this a flood is dropped and counted, not held in memory
 SWEEP_S = 5.0  # seconds between idle-close checks
+CAP_EVERY_S = 60.0  # seconds between evidence size checks (also after each clip)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class _Work:
     doc: dict[str, Any]
     frame: Frame | None
     evidence: dict[str, Any] | None
+    incident: Incident | None = None  # the tracker's, told when its snapshot is refused
 
 
 class EventService:
@@ -52,6 +55,8 @@ class EventService:
         clips: PacketRings | None = None,
         preroll_s: float = 5.0,
         postroll_s: float = 5.0,
+        min_free_mb: float = 200.0,
+        max_evidence_mb: float = 2000.0,
     ) -> None:
         self.bus, self.latest_frame = bus, latest_frame
         self.store = EventStore(data_dir / "vlm-monitor.db")
@@ -59,11 +64,15 @@ class EventService:
         self.tracker = EventTracker(idle_close_s)
         self.keep_s, self.keep_max, self.quality = keep_days * 86400, keep_max, snapshot_quality
         self.clips, self.preroll_s, self.postroll_s = clips, preroll_s, postroll_s
+        self.min_free_mb, self.max_evidence_mb = min_free_mb, max_evidence_mb
+        self._disk_short: str | None = None  # set while evidence is refused: one log a burst
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self.subscribers: list[Subscriber] = []
         # Told every stream.state (stream id, status), e.g. MQTT's retained state topic.
         self.state_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self.counts = {"opened": 0, "updated": 0, "closed": 0, "dropped": 0, "failed": 0}
+        # Snapshots and clips not written for want of disk, and deleted by the size cap.
+        self.evidence = {"refused": 0, "pruned": 0}
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(QUEUE_CHANGES)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -96,7 +105,8 @@ class EventService:
                     task = asyncio.create_task(self._clip(incident))
                     self._clip_tasks.add(task)
                     task.add_done_callback(self._clip_tasks.discard)
-            self._enqueue(_Work(change.action, incident.to_json(), frame, incident.evidence))
+            work = _Work(change.action, incident.to_json(), frame, incident.evidence, incident)
+            self._enqueue(work)
 
     def _enqueue(self, work: _Work) -> None:
         try:
@@ -108,6 +118,11 @@ class EventService:
         """The clip: pre-roll from the ring, then ``postroll_s`` of what followed the start."""
         assert self.clips is not None
         await asyncio.sleep(self.postroll_s)
+        if incident.evidence_error is not None:
+            return  # refused at open: the burst that took the snapshot's room takes this too
+        if not await self._room_for(incident):
+            self._enqueue(_Work("update", incident.to_json(), None, None))
+            return
         try:
             written = await asyncio.to_thread(
                 self.clips.write,
@@ -122,6 +137,37 @@ class EventService:
             incident.has_clip = True
             # Through the writer, after whatever came before: the stored row keeps the clip.
             self._enqueue(_Work("update", incident.to_json(), None, None))
+            await self.enforce_evidence_cap()
+
+    async def _room_for(self, incident: Incident) -> bool:
+        """False, with the reason on the incident, while free disk under the evidence
+        directory is below ``min_free_mb``: the event is kept without its evidence."""
+        try:
+            await asyncio.to_thread(require_free, self.snapshots.directory, self.min_free_mb)
+        except DiskFullError as exc:
+            self.evidence["refused"] += 1
+            if self._disk_short is None:
+                log.error("event evidence refused", extra={"fields": {"reason": str(exc)}})
+            self._disk_short = incident.evidence_error = str(exc)
+            incident.has_snapshot = incident.has_clip = False
+            return False
+        if self._disk_short is not None:
+            log.info("event evidence resumed")
+            self._disk_short = None
+        return True
+
+    async def enforce_evidence_cap(self) -> None:
+        """The oldest snapshots and clips go while all of them are over ``max_evidence_mb``;
+        their events stay, without them."""
+        gone = await asyncio.to_thread(self.snapshots.enforce_cap, self.max_evidence_mb)
+        if not gone:
+            return
+        self.evidence["pruned"] += sum(len(s) for s in gone.values())
+        for incident in self.tracker.open.values():
+            suffixes = gone.get(incident.id, set())
+            incident.has_snapshot = incident.has_snapshot and ".jpg" not in suffixes
+            incident.has_clip = incident.has_clip and ".mp4" not in suffixes
+        await asyncio.to_thread(self.store.drop_evidence, gone)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -161,6 +207,10 @@ class EventService:
 
     async def _write(self, work: _Work) -> None:
         doc, jpeg = work.doc, None
+        if work.frame is not None and work.incident is not None:
+            if not await self._room_for(work.incident):
+                doc["snapshot_url"], doc["evidence_error"] = None, work.incident.evidence_error
+                work = _Work(work.action, doc, None, None)
         if work.frame is not None:
             try:
                 jpeg = await asyncio.to_thread(render, work.frame, work.evidence, self.quality)
@@ -174,6 +224,7 @@ class EventService:
             doc["acknowledged"] = doc["acknowledged"] or stored.get("acknowledged", False)
             doc["snapshot_url"] = doc["snapshot_url"] or stored.get("snapshot_url")
             doc["clip_url"] = doc["clip_url"] or stored.get("clip_url")
+            doc["evidence_error"] = doc["evidence_error"] or stored.get("evidence_error")
         await asyncio.to_thread(self.store.save, doc)
         self.counts[{"open": "opened", "update": "updated", "close": "closed"}[work.action]] += 1
         self.publish(work.action, doc, jpeg)
@@ -196,11 +247,14 @@ class EventService:
                             log.exception("stream state subscriber failed")
 
     async def _sweep(self) -> None:
-        next_prune = 0.0
+        next_prune = next_cap = 0.0
         while True:
             await asyncio.sleep(min(SWEEP_S, self.tracker.idle_close_s / 2))
             self._apply(self.tracker.expire())
             now = time.time()
+            if now >= next_cap:
+                next_cap = now + CAP_EVERY_S
+                await self.enforce_evidence_cap()
             if now >= next_prune:
                 next_prune = now + 600
                 await self.prune(now)
@@ -224,7 +278,14 @@ class EventService:
         return doc
 
     def status(self) -> dict[str, Any]:
-        return {**self.counts, "open": len(self.tracker.open), "queued": self._queue.qsize()}
+        return {
+            **self.counts,
+            "open": len(self.tracker.open),
+            "queued": self._queue.qsize(),
+            "evidence_refused": self.evidence["refused"],
+            "evidence_pruned": self.evidence["pruned"],
+            "evidence_paused": self._disk_short,
+        }
 
 
 def _has_incident(doc: dict[str, Any]) -> bool:

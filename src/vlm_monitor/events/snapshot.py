@@ -5,6 +5,7 @@ thread."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vlm_monitor.clips.store import prune_oldest
 from vlm_monitor.types import Frame
 
 BOX_COLOUR = (0, 0, 255)  # BGR: red reads as "look here" on most scenes
@@ -80,6 +82,20 @@ class SnapshotFiles:
             return self.path(event_id).read_bytes()
         except FileNotFoundError:
             return None
+
+    def enforce_cap(self, max_total_mb: float) -> dict[str, set[str]]:
+        """Deletes the oldest snapshots and clips while all of them are over ``max_total_mb``;
+        returns, by event id, the suffixes gone (``.jpg``, ``.mp4``)."""
+        files = [*self.directory.glob("*.jpg"), *self.directory.glob("*.mp4")]
+        mtimes = {}
+        for p in files:
+            with contextlib.suppress(FileNotFoundError):
+                mtimes[p] = p.stat().st_mtime
+        oldest_first = sorted(mtimes, key=mtimes.__getitem__)
+        gone: dict[str, set[str]] = {}
+        for p in prune_oldest(oldest_first, math.inf, max_total_mb):
+            gone.setdefault(p.stem, set()).add(p.suffix)
+        return gone
 
     def delete(self, event_ids: list[str]) -> None:
         for event_id in event_ids:

@@ -21,6 +21,15 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (started_at DESC);
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(id UNINDEXED, title, summary, text);
 """
 WORD = re.compile(r"\w+", re.UNICODE)
+# Fields added since the first release: rows written before them read as these.
+LATER_FIELDS: dict[str, Any] = {"frame_ts": None, "evidence_error": None}
+
+
+def _doc(raw: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(raw)
+    for key, value in LATER_FIELDS.items():
+        doc.setdefault(key, value)
+    return doc
 
 
 def fts_query(q: str) -> str | None:
@@ -64,7 +73,7 @@ class EventStore:
     def get(self, event_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT doc FROM events WHERE id = ?", (event_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _doc(row[0]) if row else None
 
     def query(
         self,
@@ -96,12 +105,34 @@ class EventStore:
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [_doc(r[0]) for r in rows]
 
     def open_events(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT doc FROM events WHERE state = 'open'").fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [_doc(r[0]) for r in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """By stream: events not yet acknowledged, events open, all events kept."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT stream, "
+                "SUM(COALESCE(json_extract(doc, '$.acknowledged'), 0) = 0), "
+                "SUM(state = 'open'), COUNT(*) FROM events GROUP BY stream ORDER BY stream"
+            ).fetchall()
+        return {r[0]: {"unacknowledged": r[1], "open": r[2], "total": r[3]} for r in rows}
+
+    def drop_evidence(self, gone: dict[str, set[str]]) -> None:
+        """Forgets the snapshots (``.jpg``) and clips (``.mp4``) deleted from disk."""
+        for event_id, suffixes in gone.items():
+            doc = self.get(event_id)
+            if doc is None:
+                continue
+            if ".jpg" in suffixes:
+                doc["snapshot_url"] = None
+            if ".mp4" in suffixes:
+                doc["clip_url"] = None
+            self.save(doc)
 
     def prune(self, older_than: float, keep: int) -> list[str]:
         """Deletes closed events that ended before ``older_than`` and all but the newest

@@ -98,7 +98,7 @@ async def _run_node(
 
 async def execute(graph: Graph, ctx: RunContext, run: RunRecord, on_node: NodeListener) -> None:
     """Runs to the end (or until cancelled); ``run`` holds every node's status and timing."""
-    outputs: dict[str, Any] = {}
+    outputs = ctx.outputs
     waiting = {nid: len(graph.preds.get(nid, [])) for nid in graph.nodes}
     tasks: dict[asyncio.Task[Any], str] = {}
 

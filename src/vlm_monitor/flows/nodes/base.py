@@ -107,6 +107,8 @@ class RunContext:
     run_id: str
     event: dict[str, Any] | None  # the event that triggered the run, if any
     executor: Any  # concurrent.futures.Executor for blocking work
+    # Every node's output so far in this run, by node id (filled by the executor).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

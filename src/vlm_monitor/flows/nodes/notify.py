@@ -14,8 +14,11 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, field_validator
 
+from vlm_monitor.events.model import frame_time
 from vlm_monitor.flows.nodes.base import (
     NODE_TYPES,
+    ClipValue,
+    FrameValue,
     Gate,
     NodeError,
     NodeType,
@@ -181,7 +184,19 @@ class AlertNode(NodeType):
             "severity": p.severity,
             "message": ctx.render(p.message, inputs, self.flow.stream),
             "created_at": now,
+            "frame_ts": _frame_ts([*inputs.values(), *ctx.outputs.values()], ctx.event),
             "inputs": summarize(inputs),
         }
         await ctx.blocking(ctx.ports.results.alert, doc)
         return {"raised": True, "holds": True, "key": key, "active": True, "alert_id": doc["id"]}
+
+
+def _frame_ts(values: list[Any], trigger: dict[str, Any] | None) -> float | None:
+    """The capture time of the frame behind an alert: the first frame or clip among its
+    inputs, then the run's other outputs, else the result that started the run."""
+    for value in values:
+        if isinstance(value, FrameValue):
+            return value.ts
+        if isinstance(value, ClipValue) and value.timestamps:
+            return value.timestamps[-1]
+    return frame_time(trigger) if trigger else None
