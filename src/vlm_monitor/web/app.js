@@ -16,6 +16,8 @@ function render(status) {
     $(".report-toggle", card).addEventListener("click", () => toggleReport(card));
     $("#streams").append(card);
     cards.set(status.id, card);
+    showUnacked(card);
+    syncStreamOptions();
     loadResults(status.id);
   }
   const state = $(".state", card);
