@@ -205,6 +205,8 @@ def test_short_disk_keeps_events_without_evidence_and_says_why(server, camera) -
             what="motion on both streams",
         )
         assert refused() >= 2
+        status = c.get("/api/status").json()["events"]
+        assert status["evidence_paused"].startswith("disk short: ")
         for event in opened:
             assert event["snapshot_url"] is None and event["clip_url"] is None
             assert event["evidence_error"].startswith("disk short: only ")

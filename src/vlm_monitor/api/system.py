@@ -102,6 +102,7 @@ async def status(services: ServicesDep) -> dict[str, Any]:
         "uptime_s": round(time.time() - services.started_at, 3),
         "streams": services.streams.statuses(),
         "event_listeners": services.bus.listeners,
+        "events": services.events.status(),
         "flows_running": len(services.flows.active),
         "bus": services.bus_status(),
         "jobs": await asyncio.to_thread(services.job_status),
