@@ -215,6 +215,28 @@ def test_short_disk_keeps_events_without_evidence_and_says_why(server, camera) -
     assert srv.output().count("event evidence refused") == 1  # once a burst, not once an event
 
 
+def test_evidence_over_the_size_cap_goes_and_the_event_stays(server, camera) -> None:
+    cam = camera(fps=10, size="320x240")
+    # 1 kB for all evidence: any snapshot or clip is over it once the clip is written.
+    events = {"idle_close_s": 1, "preroll_s": 1, "postroll_s": 1, "max_evidence_mb": 0.001}
+    stream = {"id": "cam", "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]}
+    srv = server({"events": events, "streams": [stream]})
+    with srv.client() as c:
+
+        def pruned_event() -> dict | None:
+            for e in c.get("/api/events", params={"kind": "motion"}).json():
+                if e["state"] == "closed" and e["snapshot_url"] is None and not e["clip_url"]:
+                    return e
+            return None
+
+        event = wait_until(pruned_event, 40, what="an event without its pruned evidence")
+        assert event["evidence_error"] is None  # pruned, not refused
+        assert c.get(f"/api/events/{event['id']}/snapshot.jpg").status_code == 404
+        metrics = c.get("/metrics").text
+        line = next(x for x in metrics.splitlines() if x.startswith("vlm_event_evidence_pruned_"))
+        assert float(line.split()[-1]) >= 2  # the snapshot and the clip
+
+
 def test_events_end_to_end(server, camera) -> None:
     cam = camera(fps=10, size="320x240")
     srv = server(

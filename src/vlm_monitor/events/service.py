@@ -74,6 +74,9 @@ class EventService:
         # Snapshots and clips not written for want of disk, and deleted by the size cap.
         self.evidence = {"refused": 0, "pruned": 0}
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(QUEUE_CHANGES)
+        # Rows are read, merged and written back by the writer, acknowledgement and the size
+        # cap: one at a time, so none writes back what another just changed.
+        self._rows = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -134,10 +137,11 @@ class EventService:
             log.exception("event clip failed", extra={"fields": {"id": incident.id}})
             return
         if written:
-            incident.has_clip = True
+            # A clip bigger than the whole cap goes at once: its event must not point at it.
+            gone = await self.enforce_evidence_cap()
+            incident.has_clip = ".mp4" not in gone.get(incident.id, set())
             # Through the writer, after whatever came before: the stored row keeps the clip.
             self._enqueue(_Work("update", incident.to_json(), None, None))
-            await self.enforce_evidence_cap()
 
     async def _room_for(self, incident: Incident) -> bool:
         """False, with the reason on the incident, while free disk under the evidence
@@ -151,23 +155,31 @@ class EventService:
             self._disk_short = incident.evidence_error = str(exc)
             incident.has_snapshot = incident.has_clip = False
             return False
+        except OSError:  # free space unreadable: the write itself will say what is wrong
+            log.warning("free space under the evidence directory unreadable", exc_info=True)
         if self._disk_short is not None:
             log.info("event evidence resumed")
             self._disk_short = None
         return True
 
-    async def enforce_evidence_cap(self) -> None:
+    async def enforce_evidence_cap(self) -> dict[str, set[str]]:
         """The oldest snapshots and clips go while all of them are over ``max_evidence_mb``;
-        their events stay, without them."""
-        gone = await asyncio.to_thread(self.snapshots.enforce_cap, self.max_evidence_mb)
-        if not gone:
-            return
-        self.evidence["pruned"] += sum(len(s) for s in gone.values())
-        for incident in self.tracker.open.values():
-            suffixes = gone.get(incident.id, set())
-            incident.has_snapshot = incident.has_snapshot and ".jpg" not in suffixes
-            incident.has_clip = incident.has_clip and ".mp4" not in suffixes
-        await asyncio.to_thread(self.store.drop_evidence, gone)
+        their events stay, without them. Returns what went (``SnapshotFiles.enforce_cap``)."""
+        gone: dict[str, set[str]] = {}
+        try:
+            gone = await asyncio.to_thread(self.snapshots.enforce_cap, self.max_evidence_mb)
+            if not gone:
+                return gone
+            self.evidence["pruned"] += sum(len(s) for s in gone.values())
+            for incident in self.tracker.open.values():
+                suffixes = gone.get(incident.id, set())
+                incident.has_snapshot = incident.has_snapshot and ".jpg" not in suffixes
+                incident.has_clip = incident.has_clip and ".mp4" not in suffixes
+            async with self._rows:
+                await asyncio.to_thread(self.store.drop_evidence, gone)
+        except Exception:  # the sweep that calls it also closes idle events: it must go on
+            log.exception("evidence size cap failed")
+        return gone
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -218,14 +230,16 @@ class EventService:
             except Exception:
                 log.exception("snapshot failed", extra={"fields": {"id": doc["id"]}})
                 doc["snapshot_url"], jpeg = None, None
-        stored = await asyncio.to_thread(self.store.get, doc["id"])
-        if stored is not None:
-            # Acknowledgement and snapshot are decided once and survive later updates.
-            doc["acknowledged"] = doc["acknowledged"] or stored.get("acknowledged", False)
-            doc["snapshot_url"] = doc["snapshot_url"] or stored.get("snapshot_url")
-            doc["clip_url"] = doc["clip_url"] or stored.get("clip_url")
-            doc["evidence_error"] = doc["evidence_error"] or stored.get("evidence_error")
-        await asyncio.to_thread(self.store.save, doc)
+        async with self._rows:
+            stored = await asyncio.to_thread(self.store.get, doc["id"])
+            if stored is not None:
+                # Acknowledgement and evidence survive later updates; the snapshot is decided
+                # at open, and only the stored row knows whether it was written or pruned since.
+                doc["acknowledged"] = doc["acknowledged"] or stored.get("acknowledged", False)
+                doc["snapshot_url"] = stored.get("snapshot_url")
+                doc["clip_url"] = doc["clip_url"] or stored.get("clip_url")
+                doc["evidence_error"] = doc["evidence_error"] or stored.get("evidence_error")
+            await asyncio.to_thread(self.store.save, doc)
         self.counts[{"open": "opened", "update": "updated", "close": "closed"}[work.action]] += 1
         self.publish(work.action, doc, jpeg)
 
@@ -266,14 +280,15 @@ class EventService:
         return gone
 
     async def acknowledge(self, event_id: str) -> dict[str, Any] | None:
-        doc = await asyncio.to_thread(self.store.get, event_id)
-        if doc is None:
-            return None
-        for incident in self.tracker.open.values():
-            if incident.id == event_id:
-                incident.acknowledged = True
-        doc["acknowledged"] = True
-        await asyncio.to_thread(self.store.save, doc)
+        async with self._rows:
+            doc = await asyncio.to_thread(self.store.get, event_id)
+            if doc is None:
+                return None
+            for incident in self.tracker.open.values():
+                if incident.id == event_id:
+                    incident.acknowledged = True
+            doc["acknowledged"] = True
+            await asyncio.to_thread(self.store.save, doc)
         self.publish("update", doc)
         return doc
 
