@@ -149,6 +149,9 @@ def test_store_search_filters_and_retention(tmp_path) -> None:
     counts = store.counts()
     assert counts["cam0"] == {"unacknowledged": 1, "open": 1, "total": 1}
     assert counts["cam1"]["unacknowledged"] == 0 and set(counts) == {"cam0", "cam1", "cam2"}
+    old = {k: v for k, v in docs[2].items() if k not in ("frame_ts", "evidence_error")}
+    store.save(old)  # a row written before these fields existed reads with them empty
+    assert store.get(old["id"])["frame_ts"] is None and "evidence_error" in store.query()[0]
     assert store.prune(older_than=0, keep=2) == [docs[0]["id"]]
     assert store.query(q="delivery") == []
     store.close()
