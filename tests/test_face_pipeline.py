@@ -210,7 +210,7 @@ def test_emotion_on_the_upright_crop_of_a_tilted_face(astronaut) -> None:
 
 def test_tracking_is_shared_per_frame_and_keeps_a_stable_box(astronaut) -> None:
     frame = on_canvas(astronaut, (640, 360), 0.7, 150, 0)
-    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0, gaze=True)
+    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0, look=True)
     seen = []
     for i in range(30):  # 2 s at 15 fps, the head swaying 2 px
         ts = i / 15
@@ -230,13 +230,17 @@ def test_tracking_is_shared_per_frame_and_keeps_a_stable_box(astronaut) -> None:
     assert later[-1] is None  # the face left: released after the hold
 
 
-def test_landmarks_follow_a_quick_move_between_detections(astronaut) -> None:
+@pytest.mark.parametrize("landmarks_fps", [None, 8.0])
+def test_landmarks_follow_a_quick_move_between_detections(astronaut, landmarks_fps) -> None:
     """The head moves by most of its width in two thirds of a second: the landmarks keep up
-    (heart rate keeps its window) and the next detection brings the box along."""
-    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0)
+    (heart rate keeps its window), also when the mesh runs on every other frame only, and
+    the next detection brings the box along."""
+    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0, landmarks_fps=landmarks_fps)
     frames = [on_canvas(astronaut, (640, 360), 0.7, 100 + min(i, 10) * 8, 0) for i in range(20)]
     seen = [tracking.update(f, i / 15).main for i, f in enumerate(frames)]
     assert all(f is not None and f.landmarks is not None for f in seen)
+    meshes = len({id(f.landmarks) for f in seen if f is not None})
+    assert meshes == 20 if landmarks_fps is None else 9 <= meshes <= 12, meshes
     nose_moved = seen[12].landmarks[1, 0] - seen[0].landmarks[1, 0]  # type: ignore[union-attr]
     assert 70 < nose_moved < 90, nose_moved
     assert iou(seen[-1].box, seen[0].box) < 0.5 and seen[-1].box[0] > seen[0].box[0] + 30
@@ -276,3 +280,22 @@ def test_heart_rate_through_the_face_pipeline_with_sway() -> None:
         assert all(m is not None for m in means)
         errors.append(abs(heart_rate(np.stack(means), 15.0).bpm - bpm))
     assert max(errors) < 3.0, errors
+
+
+def test_pose_and_irises_run_only_on_frames_asked_to_look(astronaut) -> None:
+    """Heart rate reads every frame without looking; attention reads one in three and asks
+    where the face looks: head pose and the iris model run on those only, and the first
+    reader's work is not redone."""
+    frame = on_canvas(astronaut, (640, 360), 0.7, 150, 0)
+    tracking = FaceTracking(lambda: MODELS, detect_every_s=1.0)
+    for i in range(9):
+        ts = i / 15
+        plain = tracking.update(frame, ts)
+        assert plain.main is not None and plain.main.landmarks is not None
+        assert plain.main.gaze is None and plain.main.pose is None and not plain.looked
+        if i % 3 == 0:
+            seen = tracking.update(frame, ts, look=True)
+            assert seen.looked and seen.main is not None
+            assert seen.main.gaze is not None and seen.main.pose is not None
+            assert seen.main.landmarks is plain.main.landmarks  # the mesh did not run again
+            assert tracking.update(frame, ts, look=True) is seen

@@ -121,7 +121,7 @@ class AttentionAnalyzer(Analyzer):
         self._next_report = float("-inf")
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
-        seen = self.context.faces.update(image, frame.ts)
+        seen = self.context.faces.update(image, frame.ts, look=True)
         return self.reading(seen, placement(image, frame), frame.ts)
 
     def reading(self, seen: FaceFrame, place: Placement, ts: float) -> dict[str, Any] | None:

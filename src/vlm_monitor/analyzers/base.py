@@ -75,12 +75,14 @@ class StreamContext:
         models: SharedModels,
         detect_every_s: float = 1.0,
         detector: DetectorMode = "auto",
-        gaze: bool = False,
+        landmarks_fps: float | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.models = models
         self.latest: dict[str, dict[str, Any]] = {}
-        self.faces = FaceTracking(models.faces, detect_every_s, detector, gaze)
+        self.faces = FaceTracking(
+            models.faces, detect_every_s, detector, landmarks_fps=landmarks_fps
+        )
 
     @property
     def detections(self) -> int:

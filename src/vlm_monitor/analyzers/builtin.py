@@ -16,6 +16,7 @@ from vlm_monitor.analyzers.motion import MotionDetector, motion_fields
 from vlm_monitor.analyzers.ocr import read_text, tesseract_path
 from vlm_monitor.analyzers.params import (
     EmotionParams,
+    FaceParams,
     HeartRateParams,
     MotionParams,
     OcrParams,
@@ -179,14 +180,18 @@ def build_analyzers(
     configs: list[AnalyzerConfig],
     models: SharedModels,
 ) -> tuple[StreamContext, dict[str, Analyzer]]:
-    """One stream's analyzers around one shared StreamContext, detecting faces as often as
-    the most demanding of them asks, with the face detector they name (``auto`` when they
-    disagree: the stream has one face tracker)."""
+    """One stream's analyzers around one shared StreamContext, detecting faces and running
+    the Face Mesh as often as the most demanding of them asks, with the face detector they
+    name (``auto`` when they disagree: the stream has one face tracker)."""
     detect_every = min((float(a.params.get("detect_every_s", 1.0)) for a in configs), default=1.0)
+    usual = FaceParams().landmarks_fps
+    landmarks_fps = max(
+        (float(a.params.get("landmarks_fps", usual)) for a in configs), default=usual
+    )
     detectors = {a.params["detector"] for a in configs if "detector" in a.params}
     detector: DetectorMode = detectors.pop() if len(detectors) == 1 else "auto"
-    gaze = any(a.name == "attention" for a in configs)  # the iris model only when read
-    context = StreamContext(stream_id, models, detect_every, detector, gaze)
+    # Head pose and irises run only on the frames attention analyses (it asks to look).
+    context = StreamContext(stream_id, models, detect_every, detector, landmarks_fps)
     analyzers: dict[str, Analyzer] = {}
     for config in configs:
         try:

@@ -32,7 +32,8 @@ class EmotionModel:
     def __init__(self, path: Path | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path or model_path()))
+        # One thread: streams run in parallel on the analyzer pool, not one model on all cores.
+        self._interpreter = Interpreter(model_path=str(path or model_path()), num_threads=1)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]

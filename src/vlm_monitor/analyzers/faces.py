@@ -12,7 +12,7 @@ with the face frame by frame instead of jumping.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -89,6 +89,7 @@ class FaceFrame:
     boxes: list[Box] = field(default_factory=list)
     main: TrackedFace | None = None
     detector: Range = "short"
+    looked: bool = False  # head pose and irises done for this frame (``main.pose``/``gaze``)
 
     @property
     def faces(self) -> int:
@@ -185,24 +186,31 @@ class FaceTracking:
     ``update(image, ts)`` gives a FaceFrame: ``faces`` and ``boxes`` (every face of the
     latest detection, at most ``detect_every_s`` old), ``main`` (the tracked face: stable
     ``box``, 468 ``landmarks``, ``pose`` yaw/pitch/roll in degrees, ``gaze`` x/y in -1..1
-    when ``gaze`` is on, ``skin_regions()``), all in analysis-frame pixels. An analyzer that
-    needs gaze sets ``gaze = True`` once.
+    when asked, ``skin_regions()``), all in analysis-frame pixels. An analyzer that reads
+    where the face looks asks ``update(..., look=True)``: head pose and the iris model then
+    run on the frames it analyses only, not on every frame heart rate (15 fps) analyses.
 
     ``models`` returns the calling thread's FaceModels. ``detector``: ``short`` (webcam
     distance), ``full`` (room cameras), or ``auto`` (short range, full range while faces
-    are small or short range finds none). ``gaze``: also run the iris model (2 x ~1 ms)."""
+    are small or short range finds none). ``look``: head pose and irises (2 x ~1.5 ms) on
+    every update unless the call says otherwise."""
 
     def __init__(
         self,
         models: FaceModelsSource,
         detect_every_s: float = 1.0,
         detector: DetectorMode = "auto",
-        gaze: bool = False,
+        look: bool = False,
         hold_s: float = 2.0,
+        landmarks_fps: float | None = None,
     ) -> None:
         self._models = models
         self.mode: DetectorMode = detector
-        self.gaze = gaze
+        self.look = look
+        # The mesh runs at most this often; frames between reuse the last landmarks.
+        self._mesh_every = 1.0 / landmarks_fps if landmarks_fps else 0.0
+        self._mesh_at = float("-inf")
+        self._score = 0.0
         self._tracker = FaceTracker(None, detect_every_s, hold_s)
         self._lock = threading.Lock()
         self._range: Range = "full" if detector == "full" else "short"
@@ -212,14 +220,23 @@ class FaceTracking:
         self._last = FaceFrame(float("-inf"))
         self.detections = 0
 
-    def update(self, image: np.ndarray, ts: float) -> FaceFrame:
+    def update(self, image: np.ndarray, ts: float, look: bool | None = None) -> FaceFrame:
         """The faces in ``image`` (a frame of this stream at ``ts``); a frame already seen,
-        or one older than the last (a slower analyzer's), gets the last answer."""
+        or one older than the last (a slower analyzer's), gets the last answer. ``look``:
+        with head pose and gaze (default: the tracking's ``look``)."""
         with self._lock:
-            if ts <= self._last.ts:
-                return self._last
-            self._last = self._update(image, ts)
-            return self._last
+            if ts > self._last.ts:
+                self._last = self._update(image, ts)
+            last = self._last
+            main = last.main
+            wanted = self.look if look is None else look
+            if wanted and not last.looked and last.ts == ts:
+                if main is not None and main.landmarks is not None:
+                    points = main.landmarks
+                    eyes = gaze(points, *self._models().iris.centres(image, points))
+                    main = replace(main, pose=head_pose(points), gaze=eyes)
+                self._last = last = replace(last, main=main, looked=True)
+            return last
 
     def _update(self, image: np.ndarray, ts: float) -> FaceFrame:
         models = self._models()
@@ -234,6 +251,13 @@ class FaceTracking:
         if tracked is None:
             self._points = None
             return FaceFrame(ts, self._boxes, None, self._range)
+        if (
+            found is None
+            and self._points is not None
+            and ts - self._mesh_at < self._mesh_every - 1e-3
+        ):
+            face = TrackedFace(tracked.box, tracked.age_s, self._points, self._score)
+            return FaceFrame(ts, self._boxes, face, self._range)
         roi = self._roi(tracked.box, found, image.shape)
         if roi is None:
             self._points = None
@@ -243,10 +267,9 @@ class FaceTracking:
             self._points = None
             return FaceFrame(ts, self._boxes, tracked, self._range)
         points = self._points = mesh.points
+        self._mesh_at, self._score = ts, round(mesh.score, 3)
         self._tracker.confirm(ts)
-        eyes = gaze(points, *models.iris.centres(image, points)) if self.gaze else None
-        face = TrackedFace(tracked.box, 0.0 if found else tracked.age_s, points,
-                           round(mesh.score, 3), head_pose(points), eyes)  # fmt: skip
+        face = TrackedFace(tracked.box, 0.0 if found else tracked.age_s, points, self._score)
         return FaceFrame(ts, self._boxes, face, self._range)
 
     def _roi(self, box: Box, found: list[Detection] | None, shape: tuple[int, ...]) -> Roi | None:

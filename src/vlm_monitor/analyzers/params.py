@@ -24,6 +24,13 @@ PARAMS: Registry[type[AnalyzerParams]] = Registry("analyzer")
 
 class FaceParams(AnalyzerParams):
     detect_every_s: float = Field(1.0, gt=0, le=10, description="face re-detection period")
+    landmarks_fps: float = Field(
+        8.0,
+        gt=0,
+        le=60,
+        description="Face Mesh runs at most this often; frames between reuse the last "
+        "landmarks (heart rate still reads every frame's skin under them)",
+    )
     detector: Literal["auto", "short", "full"] = Field(
         "auto",
         description="face detector: short (webcam distance, within ~2 m), full (room "
