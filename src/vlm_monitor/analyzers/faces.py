@@ -45,6 +45,9 @@ __all__ = ["Box", "FaceDetector", "FaceModels", "FaceTracker", "FaceTracking", "
 SMALL_FACE = 0.14  # of the frame's longer side, short range's own box
 LARGE_FACE = 0.20  # of the longer side, full range's box
 AUTO_MISSES = 2  # detections in a row with no face before trying the other model
+# The irises (2 x ~1.5 ms) are read at most this often; frames between keep the last gaze.
+# Looking away counts after seconds (``away_s``), so 2.5 readings a second are plenty.
+GAZE_EVERY_S = 0.4
 
 
 def iou(a: Box, b: Box) -> float:
@@ -211,6 +214,8 @@ class FaceTracking:
         self._mesh_every = 1.0 / landmarks_fps if landmarks_fps else 0.0
         self._mesh_at = float("-inf")
         self._score = 0.0
+        self._gaze: Gaze | None = None
+        self._gaze_at = float("-inf")
         self._tracker = FaceTracker(None, detect_every_s, hold_s)
         self._lock = threading.Lock()
         self._range: Range = "full" if detector == "full" else "short"
@@ -233,8 +238,12 @@ class FaceTracking:
             if wanted and not last.looked and last.ts == ts:
                 if main is not None and main.landmarks is not None:
                     points = main.landmarks
-                    eyes = gaze(points, *self._models().iris.centres(image, points))
-                    main = replace(main, pose=head_pose(points), gaze=eyes)
+                    if ts - self._gaze_at >= GAZE_EVERY_S - 1e-3:
+                        self._gaze = gaze(points, *self._models().iris.centres(image, points))
+                        self._gaze_at = ts
+                    main = replace(main, pose=head_pose(points), gaze=self._gaze)
+                else:  # a face found again is read afresh
+                    self._gaze_at = float("-inf")
                 self._last = last = replace(last, main=main, looked=True)
             return last
 
