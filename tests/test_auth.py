@@ -27,7 +27,8 @@ OPEN = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/chat"), ("GET", 
 VIEWER_ROUTES = {
     ("GET", p)
     for p in (
-        "/api/alerts", "/api/analyses", "/api/analyzers", "/api/events", "/api/events/counts",
+        "/api/alerts", "/api/analyses", "/api/analyzers", "/api/budgets", "/api/events",
+        "/api/events/counts",
         "/api/events/{event_id}",
         "/api/events/{event_id}/snapshot.jpg", "/api/events/{event_id}/clip.mp4",
         "/api/flow-nodes", "/api/flows",

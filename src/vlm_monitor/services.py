@@ -38,7 +38,7 @@ from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
 from vlm_monitor.vlm.audit import AuditLog
-from vlm_monitor.vlm.budget import SharedBudget
+from vlm_monitor.vlm.budget import SharedLedger, limits
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
 from vlm_monitor.webrtc.whip import WhipService, restrict_ice
@@ -52,12 +52,9 @@ class Services:
         # PluginError, and the server does not start (nor open anything) without it.
         if config.analysis.dispatch == "local":  # else workers build them
             check_analyzers(config.streams)
-        self.providers = ProviderSet(config.vlm.providers)
+        self.providers = ProviderSet(config.vlm.providers, config.vlm.budget)
         if config.vlm.shared_budgets and config.bus.kind == "redis":
-            budget = SharedBudget.from_url(config.bus.url, config.bus.channel)
-            self.providers.share_budgets(budget.take)
-        elif config.vlm.shared_budgets:
-            log.warning("vlm.shared_budgets needs bus.kind redis: budgets stay per node")
+            self.providers.share_budgets(SharedLedger.from_url(config.bus.url, config.bus.channel))
         if config.vlm.audit.enabled:
             audit = AuditLog(Path(config.server.data_dir) / "audit", config.vlm.audit.max_mb)
             self.providers.audit(audit.record)
@@ -168,6 +165,25 @@ class Services:
             # The result collector of analyzer jobs: its own Redis connection and duplicates.
             status["analysis_jobs"] = self.analyzers.remote.status()
         return status
+
+    def provider_status(self, spend: bool = False) -> dict[str, Any]:
+        """``GET /api/providers`` (``spend``: blocking, call in a thread) and ``/metrics``."""
+        return self.providers.status(self.clips.skipped_by_provider(), spend)
+
+    def budget_status(self) -> dict[str, Any]:
+        """``GET /api/budgets``: vlm.budget and each stream's clips.budget, with what they
+        spent. Blocking (the ledger may ask Redis): call in a thread."""
+        governor = self.providers.governor
+        streams = {}
+        for sid, runner in list(self.clips.running.items()):
+            stats = runner.processor.get_statistics()
+            streams[sid] = {
+                "limits": limits(runner.config.budget),
+                "spend": governor.spend(f"stream:{sid}"),
+                "skipped": stats["skipped"],
+                "budget_skip_reason": stats["budget_skip_reason"],
+            }
+        return {**self.providers.budget_status(), "streams": streams}
 
     def job_status(self) -> dict[str, Any] | None:
         """Clip job queue and workers (bus kind redis), asked now. Blocking: call in a thread.

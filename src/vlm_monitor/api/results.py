@@ -93,4 +93,9 @@ async def get_clip(result_id: ResultId, services: ServicesDep) -> FileResponse:
 
 @router.get("/api/providers")
 async def providers(services: ServicesDep) -> dict[str, Any]:
-    return services.providers.status()
+    return await asyncio.to_thread(services.provider_status, True)
+
+
+@router.get("/api/budgets")
+async def budgets(services: ServicesDep) -> dict[str, Any]:
+    return await asyncio.to_thread(services.budget_status)

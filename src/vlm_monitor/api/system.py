@@ -150,7 +150,7 @@ def metrics_registry(services: Services) -> CollectorRegistry:
             services.analyzers.governor.status,
             services.analyzers.degraded,
         ),
-        ClipCollector(streams.ids, services.clips.status, services.providers.status),
+        ClipCollector(streams.ids, services.clips.status, services.provider_status),
         results,
         RealtimeCollector(services.realtime_metrics),
         BroadcastCollector(

@@ -30,6 +30,7 @@ class RedisClipDispatcher:
             "reference": None if reference is None else encode_frames([reference])[0],
             "provider": self.clips.provider,
             "strategy": self.clips.strategy,
+            "budget": self.clips.budget.model_dump(),
         }
         try:
             answer = self.queue.run(job)

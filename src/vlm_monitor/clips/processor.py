@@ -40,7 +40,13 @@ from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
 from vlm_monitor.clips.workers import WorkerThreads
 from vlm_monitor.config import ClipsConfig
 from vlm_monitor.stats import percentile
-from vlm_monitor.vlm.base import ProviderError, StructuredAnswerError, VlmAnswer, VlmRequest
+from vlm_monitor.vlm.base import (
+    BudgetSpent,
+    ProviderError,
+    StructuredAnswerError,
+    VlmAnswer,
+    VlmRequest,
+)
 from vlm_monitor.vlm.postprocess import ResultPostProcessor
 from vlm_monitor.vlm.schemas import resolve_schema
 
@@ -55,6 +61,7 @@ STAT_KEYS = (
     "clips_gated",
     "clips_skipped_duplicate",
     "clips_skipped_disk",
+    "clips_skipped_budget",
     "clip_write_errors",
     "clips_dropped_stale",
     "clips_dropped_stopped",
@@ -107,6 +114,7 @@ class AsyncVideoProcessor:
         self._workers = WorkerThreads(self.stop_event)
         self.plugin_errors_by_stage: dict[str, int] = dict.fromkeys(PLUGIN_STAGES, 0)
         self._last_lag = 0.0
+        self._budget_skip: str | None = None  # why the last clip got no call, while it lasts
 
     # ---------------------------------------------------------------- public API (the original's)
 
@@ -179,7 +187,9 @@ class AsyncVideoProcessor:
                 "duplicate": self.stats["clips_skipped_duplicate"],
                 "still": self.stats["clips_gated"],
                 "disk_full": self.stats["clips_skipped_disk"],
+                "budget": self.stats["clips_skipped_budget"],
             },
+            "budget_skip_reason": self._budget_skip,
             "thread_restarts": self._workers.restarts,
             "threads_alive": self._workers.alive(),
         }
@@ -231,9 +241,12 @@ class AsyncVideoProcessor:
                 self._discard(old, "stale")
             if info is None:
                 continue
-            self._deliver(self._infer(info))
+            result = self._infer(info)
+            if result is not None:
+                self._deliver(result)
 
-    def _infer(self, info: VideoInfo) -> ResultData:
+    def _infer(self, info: VideoInfo) -> ResultData | None:
+        """The clip's result; None when a budget is spent (the clip is skipped, counted)."""
         start = time.time()
         self._last_lag = start - info.end_timestamp
         provider = model = None
@@ -271,6 +284,9 @@ class AsyncVideoProcessor:
             if self._post is not None:
                 stage, what = "postprocess", f"result processor {type(self._post).__name__}"
                 structured = self._post.process_result(text)
+        except BudgetSpent as exc:
+            self._skip_for_budget(info, str(exc))
+            return None
         except StructuredAnswerError as exc:  # keep what the model said, next to why not
             text, model, tokens, error = (
                 exc.answer.text,
@@ -282,6 +298,9 @@ class AsyncVideoProcessor:
             error = str(exc)
         except Exception as exc:
             error = self._plugin_failed(stage, what, exc)
+        if self._budget_skip is not None:
+            log.info("VLM budget available again", extra={"fields": {"stream": self.stream}})
+            self._budget_skip = None
         if error is not None:
             self.stats["inference_errors"] += 1
         self.stats["inferences_completed"] += 1
@@ -305,6 +324,17 @@ class AsyncVideoProcessor:
             tokens=tokens,
             lag_s=start - info.end_timestamp,
         )
+
+    def _skip_for_budget(self, info: VideoInfo, reason: str) -> None:
+        """Like a duplicate, the clip gets no result and no file; the status says why."""
+        if self._budget_skip is None:
+            log.warning(
+                "VLM budget spent: clips are skipped until it is available again",
+                extra={"fields": {"stream": self.stream, "reason": reason}},
+            )
+        self._budget_skip = reason
+        self.stats["clips_skipped_budget"] += 1
+        self._forget(info)
 
     def _strategy_name(self) -> str:
         return self._builder.strategy_name()
@@ -339,6 +369,9 @@ class AsyncVideoProcessor:
 
     def _discard(self, info: VideoInfo, why: str) -> None:
         self.stats[f"clips_dropped_{why}"] += 1
+        self._forget(info)
+
+    def _forget(self, info: VideoInfo) -> None:
         info.frames = []
         path = self.store.path_of(info.clip_id)
         if path is not None:

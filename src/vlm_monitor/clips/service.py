@@ -160,6 +160,20 @@ class ClipService:
         path = inside(self.clips_dir, stream, f"{clip_id}.mp4")
         return path if path is not None and path.is_file() else None
 
+    def skipped_by_provider(self) -> dict[str, dict[str, int]]:
+        """Clips that got no call (duplicate, still, budget), by the provider each stream asks
+        first: what the cost governor saved it."""
+        out: dict[str, dict[str, int]] = {}
+        for runner in list(self.running.values()):
+            names = self.providers.wanted(runner.config)
+            if not names:
+                continue
+            skipped = runner.processor.get_statistics()["skipped"]
+            mine = out.setdefault(names[0], {})
+            for reason in ("duplicate", "still", "budget"):
+                mine[reason] = mine.get(reason, 0) + skipped[reason]
+        return out
+
     def status(self, stream_id: str) -> dict[str, Any] | None:
         runner = self.running.get(stream_id)
         if runner is None:

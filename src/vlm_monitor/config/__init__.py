@@ -33,6 +33,7 @@ from vlm_monitor.config.services import (
 )
 from vlm_monitor.config.streams import (
     AnalyzerConfig,
+    BudgetConfig,
     ClipsConfig,
     DedupeConfig,
     ReconnectConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "AnalysisConfig",
     "AnalyzerConfig",
     "AuditConfig",
+    "BudgetConfig",
     "BusConfig",
     "ClipsConfig",
     "Config",

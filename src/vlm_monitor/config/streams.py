@@ -44,6 +44,27 @@ class DedupeConfig(_Model):
     )
 
 
+class BudgetConfig(_Model):
+    """Spending limits of VLM calls. Windows are fixed: the calendar minute, hour and UTC day
+    (so "today" means the same on every node)."""
+
+    calls_per_minute: int | None = Field(None, ge=1, description="calls; null = unlimited")
+    tokens_per_hour: int | None = Field(
+        None, ge=1, description="prompt + completion tokens, as the providers report them"
+    )
+    cost_per_day: float | None = Field(
+        None,
+        gt=0,
+        description="in the currency of the providers' price_*_per_1k; null = unlimited",
+    )
+
+    @property
+    def limited(self) -> bool:
+        return any(
+            v is not None for v in (self.calls_per_minute, self.tokens_per_hour, self.cost_per_day)
+        )
+
+
 class ClipsConfig(_Model):
     enabled: bool = Field(True, description="false keeps the settings but makes no clips")
     clip_seconds: float = Field(10.0, gt=0, le=600, description="one clip every this many seconds")
@@ -92,6 +113,11 @@ class ClipsConfig(_Model):
     dedupe: DedupeConfig = Field(
         default_factory=DedupeConfig,
         description="near-duplicate skip: no call for a clip like the last analysed one",
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig,
+        description="this stream's VLM spending limits; a clip over them is skipped "
+        "(reason budget)",
     )
     max_age_s: float = Field(3600.0, gt=0, description="clip file retention")
     max_total_mb: float = Field(500.0, gt=0, description="clip files kept per stream, MB")

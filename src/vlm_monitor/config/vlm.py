@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from vlm_monitor.config.base import _Model
-from vlm_monitor.config.streams import AnalyzerConfig
+from vlm_monitor.config.streams import AnalyzerConfig, BudgetConfig
 from vlm_monitor.sources.url import parse_source_url
 
 
@@ -36,6 +36,12 @@ class VlmProviderConfig(_Model):
     retries: int = Field(2, ge=0, le=10, description="retries on 429/5xx/timeouts")
     concurrency: int = Field(2, ge=1, le=64, description="calls in flight at once")
     calls_per_minute: int | None = Field(None, ge=1, description="budget; null = unlimited")
+    price_input_per_1k: float = Field(
+        0.0, ge=0, description="price of 1000 prompt (input) tokens, for cost_per_day budgets"
+    )
+    price_output_per_1k: float = Field(
+        0.0, ge=0, description="price of 1000 completion (output) tokens"
+    )
     breaker_failures: int = Field(
         5,
         ge=1,
@@ -95,9 +101,14 @@ class VlmConfig(_Model):
         default_factory=list, description="vision-language models clips and flows may call"
     )
     shared_budgets: bool = Field(
-        False,
-        description="with bus.kind redis: each provider's calls_per_minute counts the calls "
-        "of every server and worker on that Redis",
+        True,
+        description="with bus.kind redis: budgets (the providers' calls_per_minute, "
+        "vlm.budget, streams' clips.budget) and spend count the calls of every server and "
+        "worker on that Redis; false: each process counts its own",
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig,
+        description="limits of all VLM calls together (every stream, flow and provider)",
     )
     audit: AuditConfig = Field(
         default_factory=AuditConfig,

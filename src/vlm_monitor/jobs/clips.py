@@ -28,6 +28,7 @@ import numpy as np
 import redis
 
 from vlm_monitor.jobs.keys import answer_key, ensure_group, keys
+from vlm_monitor.vlm.base import BudgetSpent
 
 JPEG_QUALITY = 85
 
@@ -90,6 +91,8 @@ class ClipJobQueue:
         if got is None:
             raise JobError(f"no worker answered within {self.timeout_s:g} s")
         answer: dict[str, Any] = json.loads(got[1])
+        if answer.get("skipped") == "budget":
+            raise BudgetSpent(f"worker: {answer['error']}")
         if answer.get("error"):
             raise JobError(f"worker: {answer['error']}")
         return answer

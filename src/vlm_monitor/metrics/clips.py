@@ -30,7 +30,7 @@ class ClipCollector(Collector):
         skipped = CounterMetricFamily(
             "vlm_clips_skipped",
             "clips that got no VLM call: duplicate (like the last analysed one), still "
-            "(under min_motion), disk_full",
+            "(under min_motion), disk_full, budget (a VLM budget was spent)",
             labels=["stream", "reason"],
         )
         for sid in self.streams():
@@ -51,8 +51,51 @@ class ClipCollector(Collector):
         breaker = GaugeMetricFamily(
             "vlm_provider_circuit_open", "1 while the circuit is open", labels=["provider"]
         )
+        state = GaugeMetricFamily(
+            "vlm_provider_circuit_state",
+            "1 for the circuit's state: closed, open or half_open",
+            labels=["provider", "state"],
+        )
+        tokens = CounterMetricFamily(
+            "vlm_provider_tokens",
+            "tokens spent, as the provider reports them",
+            labels=["provider", "kind"],
+        )
+        cost = CounterMetricFamily(
+            "vlm_provider_cost", "cost at the configured prices per 1k tokens", labels=["provider"]
+        )
+        rejected = CounterMetricFamily(
+            "vlm_provider_rejected",
+            "calls not made: budget spent, or circuit open",
+            labels=["provider", "reason"],
+        )
+        saved = GaugeMetricFamily(
+            "vlm_provider_saved_estimate",
+            "tokens and cost the skipped clips would have spent (average per answered call)",
+            labels=["provider", "what"],
+        )
         for name, st in self.providers().items():
             per_min.add_metric([name, "calls"], st["calls_per_min"])
             per_min.add_metric([name, "tokens"], st["tokens_per_min"])
             breaker.add_metric([name], 1.0 if st["circuit_open"] else 0.0)
-        yield from (clip_counts, skipped, lag, per_min, breaker)
+            for circuit in ("closed", "open", "half_open"):
+                state.add_metric([name, circuit], 1.0 if st["circuit"] == circuit else 0.0)
+            tokens.add_metric([name, "prompt"], st["prompt_tokens"])
+            tokens.add_metric([name, "completion"], st["completion_tokens"])
+            cost.add_metric([name], st["cost"])
+            rejected.add_metric([name, "budget"], st["rejected_budget"])
+            rejected.add_metric([name, "circuit"], st["rejected_open"])
+            saved.add_metric([name, "tokens"], st["savings"]["tokens_est"])
+            saved.add_metric([name, "cost"], st["savings"]["cost_est"])
+        yield from (
+            clip_counts,
+            skipped,
+            lag,
+            per_min,
+            breaker,
+            state,
+            tokens,
+            cost,
+            rejected,
+            saved,
+        )

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vlm_monitor.config import VlmProviderConfig
+from vlm_monitor.config import BudgetConfig, VlmProviderConfig
 from vlm_monitor.registry import Registry
 
 
@@ -31,15 +31,20 @@ class VlmRequest:
     annotate: bool = False
     boxes: list[list[list[float]]] = field(default_factory=list)
     reference: np.ndarray | None = None  # BGR picture of the empty scene, sent first
+    # The limits of the stream asking (its clips.budget), besides the provider's and vlm.budget.
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 
 @dataclass
 class VlmAnswer:
     text: str
     model: str | None = None
-    tokens: int = 0
+    tokens: int = 0  # prompt + completion
     structured: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    prompt_tokens: int = 0  # of ``tokens``, when the provider tells them apart
+    completion_tokens: int = 0
+    cost: float = 0.0  # at the provider's configured prices
 
 
 class ProviderError(RuntimeError):
@@ -57,6 +62,11 @@ class ProviderError(RuntimeError):
         super().__init__(message)
         self.retryable, self.retry_after = retryable, retry_after
         self.provider_fault = retryable if provider_fault is None else provider_fault
+
+
+class BudgetSpent(ProviderError):
+    """The call was not made: a budget (calls, tokens or cost) is used up. Not the provider's
+    fault, and asking again at once would be refused again."""
 
 
 class StructuredAnswerError(ProviderError):

@@ -128,6 +128,23 @@ class _HttpProvider:
         return plan(self.config, count, size, text, reference)
 
 
+def _usage(doc: dict[str, Any], prompt_key: str, completion_key: str) -> dict[str, Any]:
+    """The answer's ``usage``: tokens, and of them prompt and completion. A server that gives
+    only a total has it counted as prompt tokens (the larger share of an image question)."""
+    usage = doc.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+    prompt, completion = count(prompt_key), count(completion_key)
+    total = count("total_tokens") or prompt + completion
+    if prompt + completion == 0:
+        prompt = total
+    return {"tokens": total, "prompt_tokens": prompt, "completion_tokens": completion}
+
+
 def _repair_turns(request: VlmRequest) -> list[dict[str, Any]]:
     """The previous answer and what was wrong with it, so the model can correct itself."""
     if request.repair is None:
@@ -185,11 +202,10 @@ class OpenAIProvider(_HttpProvider):
             raise ProviderError(
                 f"{self.name}: no choices[0].message.content in the answer"
             ) from None
-        usage = doc.get("usage") or {}
         return VlmAnswer(
             text=str(text),
             model=doc.get("model", self.config.model),
-            tokens=int(usage.get("total_tokens", 0) or 0),
+            **_usage(doc, "prompt_tokens", "completion_tokens"),
         )
 
 
@@ -223,9 +239,6 @@ class DashScopeProvider(_HttpProvider):
             text = "".join(p.get("text", "") for p in parts) if isinstance(parts, list) else parts
         except (KeyError, IndexError, TypeError):
             raise ProviderError(f"{self.name}: no output.choices[0].message.content") from None
-        usage = doc.get("usage") or {}
-        tokens = int(
-            usage.get("total_tokens")
-            or (usage.get("input_tokens", 0) or 0) + (usage.get("output_tokens", 0) or 0)
+        return VlmAnswer(
+            text=str(text), model=self.config.model, **_usage(doc, "input_tokens", "output_tokens")
         )
-        return VlmAnswer(text=str(text), model=self.config.model, tokens=tokens)

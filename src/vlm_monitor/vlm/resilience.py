@@ -1,4 +1,4 @@
-"""Per-provider protection: concurrency limit, calls-per-minute budget, retries with back-off
+"""Per-provider protection: concurrency limit, budgets (``budget.Governor``), retries with back-off
 (honouring Retry-After), circuit breaker; and groups of providers (round robin or fallback).
 
 The breaker counts only failures that say the provider is in trouble (5xx, 408, 429,
@@ -20,12 +20,14 @@ from typing import cast
 
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.vlm.base import (
+    BudgetSpent,
     Provider,
     ProviderError,
     StructuredAnswerError,
     VlmAnswer,
     VlmRequest,
 )
+from vlm_monitor.vlm.budget import Governor, Prices
 from vlm_monitor.vlm.frames import Plan
 from vlm_monitor.vlm.structured import answer_structured
 
@@ -41,6 +43,9 @@ class ProviderStats:
     rejected_budget: int = 0
     rejected_open: int = 0
     tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0  # at the configured prices
 
 
 class GuardedProvider:
@@ -55,6 +60,7 @@ class GuardedProvider:
         breaker_failures: int = 5,
         breaker_reset_s: float = 30.0,
         max_retry_wait_s: float = 30.0,
+        prices: Prices | None = None,
     ) -> None:
         self.inner, self.name = inner, inner.name
         self.retries, self.max_retry_wait_s = retries, max_retry_wait_s
@@ -65,11 +71,11 @@ class GuardedProvider:
         self.listeners: list[Callable[[str, float, bool], None]] = []
         # (provider, request, answer or None, error or None, seconds) per answered question.
         self.auditors: list[Auditor] = []
-        # (provider, limit) -> fits / spent / None when unknown: calls_per_minute across nodes.
-        self.shared_budget: Callable[[str, int], bool | None] | None = None
+        # Budgets and spend; ProviderSet gives all its providers one (vlm.budget, shared).
+        self.governor = Governor()
+        self.prices = prices or Prices()
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
-        self._recent_calls: collections.deque[float] = collections.deque()
         self._consecutive_failures = 0
         self._open = False
         self._open_until = 0.0
@@ -87,17 +93,11 @@ class GuardedProvider:
             return "closed"
         return "half_open" if self._probing or time.monotonic() >= self._open_until else "open"
 
-    def _admit(self) -> bool:
-        """Raises when the call may not go; True when it goes as the half-open probe."""
+    def _admit(self, request: VlmRequest) -> bool:
+        """Raises when the call may not go (circuit, budgets); True when it goes as the
+        half-open probe."""
         now = time.monotonic()
         probe = False
-        shared = (
-            self.shared_budget(self.name, self.calls_per_minute)
-            if self.shared_budget is not None
-            and self.calls_per_minute is not None
-            and not self._open
-            else None
-        )
         with self._lock:
             if self._open and (self._probing or now < self._open_until):
                 self.stats.rejected_open += 1
@@ -107,27 +107,28 @@ class GuardedProvider:
                     else f"another {self._open_until - now:.0f} s"
                 )
                 raise ProviderError(f"{self.name}: circuit open after repeated failures: {wait}")
-            while self._recent_calls and now - self._recent_calls[0] > 60:
-                self._recent_calls.popleft()
-            if shared is False or (
-                shared is None
-                and self.calls_per_minute is not None
-                and len(self._recent_calls) >= self.calls_per_minute
-            ):
-                self.stats.rejected_budget += 1
-                raise ProviderError(
-                    f"{self.name}: budget of {self.calls_per_minute} calls/min used"
-                )
             if self._open:
                 self._probing = probe = True
-            self._recent_calls.append(now)
+        try:  # outside the lock: the ledger may ask Redis
+            self.governor.admit(self.name, self.calls_per_minute, request.stream, request.budget)
+        except BudgetSpent:
+            with self._lock:
+                self.stats.rejected_budget += 1
+                if probe:
+                    self._probing = False
+            raise
         return probe
 
-    def _record(self, ok: bool, fault: bool, probe: bool, tokens: int = 0) -> None:
+    def _record(self, ok: bool, fault: bool, probe: bool, answer: VlmAnswer | None = None) -> None:
         """``fault``: a failure that counts against the provider (see the module doc)."""
+        tokens = 0 if answer is None else answer.tokens
         with self._lock:
             self.stats.calls += 1
             self.stats.tokens += tokens
+            if answer is not None:
+                self.stats.prompt_tokens += answer.prompt_tokens
+                self.stats.completion_tokens += answer.completion_tokens
+                self.stats.cost += answer.cost
             self._call_times.append((time.monotonic(), tokens))
             if not ok:
                 self.stats.failures += 1
@@ -180,7 +181,7 @@ class GuardedProvider:
     def _call(self, request: VlmRequest) -> VlmAnswer:
         attempt = 0
         while True:
-            probe = self._admit()
+            probe = self._admit(request)
             with self._slots:
                 started = time.monotonic()
                 try:
@@ -198,7 +199,8 @@ class GuardedProvider:
                     raise
                 else:
                     self._heard(time.monotonic() - started, True)
-                    self._record(True, False, probe, answer.tokens)
+                    answer.cost = self._charge(request, answer)
+                    self._record(True, False, probe, answer)
                     return answer
             attempt += 1
             self.stats.retries += 1
@@ -208,6 +210,19 @@ class GuardedProvider:
                 else backoff_delay(attempt, 0.5, 8.0, 0.2)
             )
             time.sleep(min(wait, self.max_retry_wait_s))
+
+    def _charge(self, request: VlmRequest, answer: VlmAnswer) -> float:
+        try:
+            return self.governor.charge(
+                self.name,
+                request.stream,
+                answer.prompt_tokens,
+                answer.completion_tokens,
+                self.prices,
+            )
+        except Exception:  # counting must not lose an answer that was paid for
+            log.exception("VLM spend not counted", extra={"fields": {"provider": self.name}})
+            return self.prices.cost(answer.prompt_tokens, answer.completion_tokens)
 
     def _heard(self, seconds: float, ok: bool) -> None:
         for listener in self.listeners:
@@ -255,4 +270,7 @@ class ProviderGroup:
                 errors.append(exc)
         if len(errors) == 1:  # as it was: the caller may want what it carries (the answer)
             raise errors[0]
-        raise ProviderError(" | ".join(map(str, errors)))
+        message = " | ".join(map(str, errors))
+        if all(isinstance(e, BudgetSpent) for e in errors):
+            raise BudgetSpent(message)
+        raise ProviderError(message)

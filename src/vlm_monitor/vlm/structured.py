@@ -28,8 +28,11 @@ def answer_structured(call: Callable[[VlmRequest], VlmAnswer], request: VlmReque
             answer.extra["repairs"] = attempt
             return answer
         if attempt < REPAIR_RETRIES:
-            spent = answer.tokens
+            first = answer
             answer = call(dataclasses.replace(request, repair=(answer.text, problem)))
-            answer.tokens += spent
+            answer.tokens += first.tokens
+            answer.prompt_tokens += first.prompt_tokens
+            answer.completion_tokens += first.completion_tokens
+            answer.cost += first.cost
     answer.structured = None
     raise StructuredAnswerError(f"{problem} (after {REPAIR_RETRIES} repair retry)", answer)

@@ -7,10 +7,10 @@ import json
 import logging
 from typing import Any
 
-from vlm_monitor.config import ClipsConfig, VlmProviderConfig
+from vlm_monitor.config import BudgetConfig, ClipsConfig, VlmProviderConfig
 from vlm_monitor.jobs.clips import decode_frames
 from vlm_monitor.jobs.keys import ANSWER_TTL_S, GROUP, answer_key, decode, ensure_group
-from vlm_monitor.vlm.base import VlmRequest
+from vlm_monitor.vlm.base import BudgetSpent, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.worker.process import WorkerProcess
 
@@ -26,10 +26,11 @@ class JobWorker:
         providers: list[VlmProviderConfig],
         claim_idle_s: float = 30.0,
         max_attempts: int = 3,
+        budget: BudgetConfig | None = None,
     ) -> None:
         self.process, self.client, self.name = process, process.client, process.name
         self.channel, self.keys = process.channel, process.keys
-        self.providers = ProviderSet(providers)
+        self.providers = ProviderSet(providers, budget)
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.max_attempts = max_attempts
 
@@ -84,14 +85,21 @@ class JobWorker:
     def _process(self, job: dict[str, Any]) -> dict[str, Any]:
         frames = decode_frames(job["frames"])
         reference = job.get("reference")
-        clips = ClipsConfig(provider=job.get("provider"), strategy=job.get("strategy", "fallback"))
+        clips = ClipsConfig(
+            provider=job.get("provider"),
+            strategy=job.get("strategy", "fallback"),
+            budget=BudgetConfig.model_validate(job.get("budget") or {}),
+        )
         request = VlmRequest(
             stream=job["stream"], prompt=job["prompt"], frames=frames,
             timestamps=job["timestamps"], motion=job.get("motion", 0.0), schema=job.get("schema"),
             annotate=bool(job.get("annotate")), boxes=job.get("boxes") or [],
             reference=decode_frames([reference])[0] if reference else None,
         )  # fmt: skip
-        provider, answer = self.providers.analyzer(clips)(request)
+        try:
+            provider, answer = self.providers.analyzer(clips)(request)
+        except BudgetSpent as exc:  # an answer, not a failure: retrying is refused again
+            return {"error": str(exc), "skipped": "budget"}
         return {
             "provider": provider,
             "text": answer.text,

@@ -196,7 +196,7 @@ async def _infer(
 def _job_worker(args: argparse.Namespace, config: Config) -> int:
     """One loop per job kind, each on its own thread: a slow VLM clip job must not hold up a
     stream's live frames."""
-    from vlm_monitor.vlm.budget import SharedBudget
+    from vlm_monitor.vlm.budget import SharedLedger
     from vlm_monitor.worker.analysis_jobs import AnalysisWorker
     from vlm_monitor.worker.clip_jobs import JobWorker
     from vlm_monitor.worker.process import WorkerProcess
@@ -205,9 +205,11 @@ def _job_worker(args: argparse.Namespace, config: Config) -> int:
     process = WorkerProcess(args.redis_url, config.bus.channel, name, args.jobs)
     loops: dict[str, Callable[[float | None], None]] = {}
     if "clip" in args.jobs:
-        clip = JobWorker(process, config.vlm.providers, args.claim_idle, args.max_attempts)
+        clip = JobWorker(
+            process, config.vlm.providers, args.claim_idle, args.max_attempts, config.vlm.budget
+        )
         if config.vlm.shared_budgets:  # the workers make the calls of dispatch: redis clips
-            clip.providers.share_budgets(SharedBudget(process.client, process.channel).take)
+            clip.providers.share_budgets(SharedLedger(process.client, process.channel))
         loops["clip"] = clip.run
     if "analyze" in args.jobs:
         loops["analyze"] = AnalysisWorker(process, args.claim_idle, args.max_attempts).run
