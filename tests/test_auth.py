@@ -22,7 +22,13 @@ from vlm_monitor.config import build_config
 from vlm_monitor.testing import ChildProcess, free_port, wait_until
 
 API, VIEWER = "api-token-0123456789", "viewer-token-0123456789"
-OPEN = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/chat"), ("GET", "/publish")}
+OPEN = {
+    ("GET", "/health"),
+    ("GET", "/health/ready"),
+    ("GET", "/chat"),
+    ("GET", "/publish"),
+    ("GET", "/wall"),
+}
 # Read-only: what a dashboard viewer needs.
 VIEWER_ROUTES = {
     ("GET", p)
@@ -40,7 +46,7 @@ VIEWER_ROUTES = {
         "/api/streams/{stream_id}/mjpeg",
     )
 } | {("POST", "/whep/{stream_id}"), ("DELETE", "/whep/{stream_id}/{resource_id}"),
-     ("WS", "/ws/events")}  # fmt: skip
+     ("WS", "/ws/events"), ("WS", "/ws/wall")}  # fmt: skip
 # The publisher's own per-stream token (tested in test_whip.py).
 PUBLISH = {("POST", "/whip/{stream_id}"), ("DELETE", "/whip/{stream_id}/{resource_id}")}
 

@@ -88,7 +88,7 @@ def test_api_md_lists_every_route_with_its_access(tmp_path) -> None:
     assert not missing, f"routes the app serves that docs/api.md does not list: {missing}"
 
     # The access each row states is the guard's (a token, open pages: see security.md).
-    static = {"/", "/chat", "/publish"}
+    static = {"/", "/chat", "/publish", "/wall"}
     for (method, path), stated in rows.items():
         concrete = re.sub(r"\{[^}]+\}", "x", path)
         actual = access_of("GET" if method == "WS" else method, concrete, static, False)

@@ -152,6 +152,10 @@ def test_store_search_filters_and_retention(tmp_path) -> None:
     old = {k: v for k, v in docs[2].items() if k not in ("frame_ts", "evidence_error")}
     store.save(old)  # a row written before these fields existed reads with them empty
     assert store.get(old["id"])["frame_ts"] is None and "evidence_error" in store.query()[0]
+    [closed] = t.analysis(motion("cam2", False), now=103)
+    store.save(closed.incident.to_json())
+    assert [d["stream"] for d in store.query(state="open")] == ["cam1", "cam0"]
+    assert [d["stream"] for d in store.query(state="closed")] == ["cam2"]
     assert store.prune(older_than=0, keep=2) == [docs[0]["id"]]
     assert store.query(q="delivery") == []
     store.close()

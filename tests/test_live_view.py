@@ -4,13 +4,17 @@ uses it: the size asked for, frames shared by every viewer of that size, bad inp
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 
 import cv2
 import httpx
 import numpy as np
+import pytest
+import websockets
 
 from test_api import SYN, live
+from vlm_monitor.hub import wire
 
 BOUNDARY = b"--vlmframe\r\n"
 
@@ -83,3 +87,42 @@ def test_live_view_refuses_bad_sizes_rates_and_unknown_streams(server) -> None:
         for path in ("/api/streams/nope/frame.jpg", "/api/streams/nope/mjpeg"):
             r = c.get(path, params={"width": 160})
             assert r.status_code == 404 and "nope" in r.json()["error"], path
+
+
+def test_wall_channel_sends_the_streams_asked_for_and_refuses_bad_input(server) -> None:
+    srv = server({"streams": [{"id": "cam", "url": SYN}, {"id": "other", "url": SYN}]})
+    with srv.client() as c:
+        live(c, "cam")
+        live(c, "other")
+    base = srv.url.replace("http", "ws") + "/ws/wall"
+
+    async def talk() -> tuple[list[dict], list[wire.FrameMessage]]:
+        for bad in ("?width=10", "?width=4000", "?fps=0.1", "?fps=100"):
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets.connect(base + bad):
+                    pass
+        errors: list[dict] = []
+        frames: list[wire.FrameMessage] = []
+        async with websockets.connect(base + "?fps=4&width=160") as ws:
+            for bad in ("nope", '{"streams": "cam"}', '{"streams": [1]}', "[]"):
+                await ws.send(bad)
+                errors.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            await ws.send(json.dumps({"streams": ["cam", "ghost"]}))
+            while len(frames) < 4:
+                msg = await asyncio.wait_for(ws.recv(), 10)
+                if isinstance(msg, str):
+                    errors.append(json.loads(msg))
+                else:
+                    frames.append(wire.unpack(msg))
+        return errors, frames
+
+    errors, frames = asyncio.run(talk())
+    assert [e["type"] for e in errors] == ["error"] * 5
+    assert "streams" in errors[1]["message"] and errors[4]["unknown"] == ["ghost"]
+    # Only the stream asked for, at the width asked for.
+    assert {f.stream for f in frames} == {"cam"}
+    assert all((f.width, f.height) == (160, 90) for f in frames)
+    pixels = cv2.imdecode(np.frombuffer(frames[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels.shape == (90, 160, 3)
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(set(seqs))

@@ -30,6 +30,7 @@ from vlm_monitor.api import (
     results,
     streams,
     system,
+    wall,
     whip,
 )
 from vlm_monitor.api.guard import Guard
@@ -58,6 +59,7 @@ API_MODULES = (
     results,
     realtime,
     whip,
+    wall,
     docs,
 )
 
@@ -144,7 +146,8 @@ def create_app(config: Config) -> FastAPI:
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     web = resources.files("vlm_monitor") / "web"
-    pages = ["/", "/chat", "/publish", *(f"/{f.name}" for f in web.iterdir() if f.is_file())]
+    pages = ["/", "/chat", "/publish", "/wall"]
+    pages += [f"/{f.name}" for f in web.iterdir() if f.is_file()]
     pages += docs.asset_paths()
     app.add_middleware(
         Guard,

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from vlm_monitor.camera.scene import SCENES
 from vlm_monitor.config import Config, ConfigError, build_config, load_config, parse_size
 from vlm_monitor.registry import PluginError
 from vlm_monitor.vlm.replay import add_arguments as add_replay_arguments
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--single-client", action="store_true", help="refuse a 2nd client")
     cam.add_argument("--ready-file", help="write the bound port here once listening")
     cam.add_argument(
-        "--scene", choices=["moving", "face"], default="moving", help="face: a pulsing face"
+        "--scene", choices=SCENES, default="moving", help="face: a pulsing face; two_faces: two"
     )
     cam.add_argument("--bpm", type=float, default=72.0, help="the face scene's heart rate")
 

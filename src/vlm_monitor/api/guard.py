@@ -3,7 +3,8 @@ WebSocket, so a route added later is protected without remembering to be.
 
 Access levels, decided from the method and path alone:
 - open: ``/health`` and the dashboard's static files (public code; the page asks for a token);
-- viewer: read-only views (``GET /api/...``, live MJPEG, ``/ws/events``, Socket.IO, WHEP);
+- viewer: read-only views (``GET /api/...``, live MJPEG, ``/ws/events``, the wall's
+  ``/ws/wall``, Socket.IO, WHEP);
   the viewer token or the API token;
 - publish: ``/whip/...`` checks its per-stream publish token itself;
 - control: everything else (changes, ``/internal/...``, ``/api/config``, realtime chat,
@@ -66,7 +67,7 @@ def access_of(method: str, path: str, static: Iterable[str], metrics_public: boo
         return Access.OPEN if metrics_public else Access.CONTROL
     if path.startswith("/whip/"):
         return Access.PUBLISH
-    if path == "/ws/events" or path.startswith(("/socket.io/", "/whep/")):
+    if path in ("/ws/events", "/ws/wall") or path.startswith(("/socket.io/", "/whep/")):
         return Access.VIEWER
     if method in READ and VIEWER_READ.match(path):
         return Access.VIEWER

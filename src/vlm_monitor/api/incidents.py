@@ -4,7 +4,7 @@ full-text search, the snapshot and clip that show each, and acknowledgement."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as FastApiPath
@@ -25,11 +25,12 @@ async def list_events(
     since: float | None = Query(None, description="unix seconds: updated at or after"),
     q: str | None = Query(None, max_length=500, description="words in title, summary, VLM text"),
     limit: int = Query(100, ge=1, le=1000),
+    state: Literal["open", "closed"] | None = Query(None, description="open or closed only"),
 ) -> list[dict[str, Any]]:
     if kind is not None and kind not in KINDS:
         raise HTTPException(422, f"kind: one of {', '.join(KINDS)}")
     store = services.events.store
-    return await asyncio.to_thread(store.query, stream, kind, since, q, limit)
+    return await asyncio.to_thread(store.query, stream, kind, since, q, limit, state)
 
 
 @router.get("/api/events/counts")

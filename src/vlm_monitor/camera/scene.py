@@ -62,6 +62,9 @@ class SyntheticScene:
         strip.draw(img, seq, ts)
 
 
+# "moving": a disc and no face (an empty seat, to the face analyzers); "two_faces": two people.
+SCENES = ("moving", "face", "two_faces")
+
 # Blood-volume pulse colour signature (B, G, R): skin gets most of its pulse in green.
 PULSE_SIGNATURE = np.array([0.53, 0.77, 0.33], np.float32)
 
@@ -70,17 +73,19 @@ class FaceScene(SyntheticScene):
     """A real face (the public-domain NASA astronaut portrait shipped with the package) whose
     skin pulses at ``bpm``, swaying a little: a live subject for the face, emotion and
     heart-rate analyzers. The pulse follows wall-clock time, so its rate is exact whatever
-    the frame rate."""
+    the frame rate. ``faces`` side by side: two is a second person at the desk."""
 
-    def __init__(self, width: int, height: int, bpm: float = 72.0, pulse: float = 0.006) -> None:
+    def __init__(
+        self, width: int, height: int, bpm: float = 72.0, pulse: float = 0.006, faces: int = 1
+    ) -> None:
         super().__init__(width, height)
-        self.bpm, self.pulse = bpm, pulse
+        self.bpm, self.pulse, self.faces = bpm, pulse, faces
         data = (resources.files("vlm_monitor.camera") / "face.jpg").read_bytes()
         face = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if face is None:
             raise RuntimeError("the packaged face.jpg cannot be decoded")
         # Three quarters of the height, or less in a narrow (portrait) picture.
-        scale = min(0.75 * height / face.shape[0], 0.9 * width / face.shape[1])
+        scale = min(0.75 * height / face.shape[0], 0.9 * width / faces / face.shape[1])
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         ycrcb = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
         self._face = face
@@ -93,22 +98,25 @@ class FaceScene(SyntheticScene):
     def _draw_subject(self, img: np.ndarray, seq: int, ts: float) -> None:
         fh, fw = self._face.shape[:2]
         sway = round(3 * math.sin(2 * math.pi * 0.2 * ts))
-        x0 = max(0, min(self.width - fw, (self.width - fw) // 2 + sway))
         y0 = max(0, (self.height - fh) // 3)
-        region = img[y0 : y0 + fh, x0 : x0 + fw]
-        region[:] = self._face
         gain = self.pulse * math.sin(2 * math.pi * self.bpm / 60 * ts)
         np.multiply(self._face_f, 1 + gain * PULSE_SIGNATURE, out=self._pulsed)
         # Dithering keeps sub-level pulses visible in 8-bit pixels, as sensor noise does.
         np.add(self._pulsed, self._noise[seq % len(self._noise)], out=self._pulsed)
-        cv2.copyTo(self._pulsed.astype(np.uint8), self._skin, region)
+        pulsed = self._pulsed.astype(np.uint8)
+        column = self.width // self.faces
+        for i in range(self.faces):
+            x0 = max(0, min(self.width - fw, i * column + (column - fw) // 2 + sway))
+            region = img[y0 : y0 + fh, x0 : x0 + fw]
+            region[:] = self._face
+            cv2.copyTo(pulsed, self._skin, region)
 
 
 def make_scene(
     width: int, height: int, kind: str = "moving", bpm: float = 72.0, pulse: float = 0.006
 ) -> SyntheticScene:
-    if kind == "face":
-        return FaceScene(width, height, bpm, pulse)
+    if kind in ("face", "two_faces"):
+        return FaceScene(width, height, bpm, pulse, faces=2 if kind == "two_faces" else 1)
     if kind == "moving":
         return SyntheticScene(width, height)
-    raise ValueError(f"unknown scene {kind!r}: use moving or face")
+    raise ValueError(f"unknown scene {kind!r}: use {', '.join(SCENES)}")

@@ -82,11 +82,12 @@ class EventStore:
         since: float | None = None,
         q: str | None = None,
         limit: int = 100,
+        state: str | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first (by start)."""
         where: list[str] = []
         args: list[Any] = []
-        for column, value in (("stream", stream), ("kind", kind)):
+        for column, value in (("stream", stream), ("kind", kind), ("state", state)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

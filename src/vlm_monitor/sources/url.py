@@ -1,6 +1,6 @@
 """Source URLs: ``rtsp://``, ``tcp://host:port``, ``http(s)://`` (MJPEG over HTTP, HLS),
 ``file://path``, ``whip://`` (published here),
-``synthetic://?fps=&size=[&scene=moving|face&bpm=&pulse=]``.
+``synthetic://?fps=&size=[&scene=moving|face|two_faces&bpm=&pulse=]``.
 
 A URL names exactly one of these schemes, and its text never becomes an FFmpeg protocol or
 option: FFmpeg reads ``proto:`` prefixes (``concat:``, ``subfile:``, ``pipe:`` ...) in a
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from vlm_monitor.camera.scene import SCENES
 
 SCHEMES = ("rtsp", "rtsps", "tcp", "http", "https", "file", "synthetic", "whip")
 # Query words FFmpeg's RTSP client takes as its own options (transport, HTTP tunnelling,
@@ -149,8 +151,8 @@ def _synthetic_url(url: str, params: dict[str, str]) -> SourceUrl:
     if width < 160 or height < 90 or width > 7680 or height > 4320 or width % 2 or height % 2:
         raise ValueError(f"synthetic url {url!r}: size must be even, 160x90 .. 7680x4320")
     scene = params.get("scene", "moving")
-    if scene not in ("moving", "face"):
-        raise ValueError(f"synthetic url {url!r}: scene must be moving or face")
+    if scene not in SCENES:
+        raise ValueError(f"synthetic url {url!r}: scene must be one of {', '.join(SCENES)}")
     try:
         bpm, pulse = float(params.get("bpm", "72")), float(params.get("pulse", "0.006"))
     except ValueError:

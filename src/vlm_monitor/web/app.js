@@ -197,3 +197,9 @@ refresh();
 setInterval(refresh, 1000);
 setInterval(measureLatency, 500);
 connectEvents();
+
+// A browser gives one server six HTTP/1.1 connections; six live views hold them all, so the
+// next page could not even load. Leaving ends the views first.
+window.addEventListener("beforeunload", () => {
+  for (const card of cards.values()) $(".view", card).removeAttribute("src");
+});
