@@ -1,5 +1,6 @@
 // One student, opened from the wall: the full-size live view, the analyzer panel of the
-// dashboard's card, their events and the proctor's report of their session.
+// dashboard's card (analysis.js, proctor.js), their events and the proctor's report of their
+// session (proctor.js draws it as the card does).
 "use strict";
 
 const detail = {
@@ -40,7 +41,7 @@ const detail = {
     const old = this.q(".d-analysis");
     const holder = old.cloneNode(true);
     holder.querySelector(".emotion-bars").replaceChildren();
-    holder.querySelectorAll(".analysis, .emotion, .heart, .motion, .ocr").forEach((n) => { n.hidden = true; });
+    holder.querySelectorAll(".analysis, .emotion, .heart, .attention, .motion, .ocr").forEach((n) => { n.hidden = true; });
     old.replaceWith(holder);
     this.card = holder;
   },
@@ -97,8 +98,7 @@ const detail = {
     const resp = await fetch(`/api/sessions/${encodeURIComponent(sid)}/summary`);
     if (this.id !== seat.id) return;
     const doc = await resp.json().catch(() => ({}));
-    if (!resp.ok) { box.innerHTML = ""; box.append(note(doc.error || `error ${resp.status}`)); return; }
-    box.replaceChildren(reportTable(doc));
+    box.replaceChildren(resp.ok ? reportView(doc) : note(doc.error || `error ${resp.status}`));
   },
 };
 
@@ -107,26 +107,4 @@ function note(text) {
   p.className = "note";
   p.textContent = text;
   return p;
-}
-
-function reportTable(doc) {
-  const rows = [
-    ["observed", `${doc.minutes_observed} min`],
-    ["present", `${doc.minutes_present} min`],
-    ...Object.entries(doc.incidents || {}).map(([kind, v]) =>
-      [kind.replace("_", " "), `${v.count} × · ${v.minutes} min`]),
-    ["heart rate", doc.heart_rate?.mean == null ? "–"
-      : `${doc.heart_rate.mean} bpm (${doc.heart_rate.min}–${doc.heart_rate.max})`],
-    ["emotion", doc.emotions?.dominant || "–"],
-  ];
-  const dl = document.createElement("dl");
-  dl.className = "stats report";
-  for (const [k, v] of rows) {
-    const dt = document.createElement("dt");
-    const dd = document.createElement("dd");
-    dt.textContent = k;
-    dd.textContent = v;
-    dl.append(dt, dd);
-  }
-  return dl;
 }
