@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from fake_vlm import FakeVlm
-from vlm_monitor.cli import main
 from vlm_monitor.config import VlmProviderConfig, build_config
-from vlm_monitor.vlm.audit import AuditLog
+from vlm_monitor.vlm.audit import AuditLog, load_request
 from vlm_monitor.vlm.base import ProviderError, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
 
@@ -64,6 +63,22 @@ def test_every_call_is_recorded_with_its_frames(fake: FakeVlm, tmp_path: Path) -
     ps.close()
 
 
+def test_a_recorded_question_reads_back_whole(tmp_path: Path) -> None:
+    """What a replay re-sends: frames, the reference picture, annotation and boxes."""
+    audit = AuditLog(tmp_path / "audit", max_mb=50, keep_days=30, params={"qwen": {"model": "m"}})
+    asked = request(ALERT)
+    asked.reference = np.full((360, 640, 3), 200, np.uint8)
+    asked.annotate, asked.boxes = True, [[[0.1, 0.1, 0.2, 0.2]]]
+    audit.record("qwen", asked, None, "HTTP 500", 0.5)
+    (log,) = (tmp_path / "audit").glob("audit-*.jsonl")
+    doc = json.loads(log.read_text())
+    assert doc["request"] == {"model": "m", "frames": 3, "frame_size": [1280, 720]}
+    again = load_request(tmp_path / "audit", doc)
+    assert len(again.frames) == 3 and again.frames[0].shape == (360, 640, 3)
+    assert again.reference is not None and abs(int(again.reference.mean()) - 200) <= 2
+    assert again.annotate and again.boxes == asked.boxes and again.schema == ALERT
+
+
 def test_the_audit_directory_stays_within_max_mb(fake: FakeVlm, tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit", max_mb=0.05)
     noisy = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
@@ -71,34 +86,6 @@ def test_the_audit_directory_stays_within_max_mb(fake: FakeVlm, tmp_path: Path) 
         audit.record("qwen", VlmRequest("cam", "?", [noisy], [1.0]), None, "x", 0.1)
     used = sum(p.stat().st_size for p in (tmp_path / "audit").rglob("*") if p.is_file())
     assert used < 0.05 * 1024 * 1024 * 1.5
-
-
-def test_replay_puts_the_questions_again(fake: FakeVlm, tmp_path: Path, capsys) -> None:
-    audit = AuditLog(tmp_path / "audit", max_mb=50)
-    ps = providers(fake)
-    ps.audit(audit.record)
-    fake.behaviours.append(("text", GOOD))
-    ps.providers["qwen"].analyze(request(ALERT))
-    ps.providers["qwen"].analyze(request())
-    ps.close()
-    config = tmp_path / "c.yaml"
-    provider = {"name": "qwen", "kind": "openai", "base_url": fake.url + "/v1", "model": "m2"}
-    config.write_text(json.dumps({"vlm": {"providers": [provider]}}))
-    (log,) = (tmp_path / "audit").glob("audit-*.jsonl")
-    sent_before = len(fake.requests)
-
-    fake.behaviours.extend([("text", GOOD), ("text", "Nothing moves.")])
-    assert main(["replay", str(log), "--config", str(config)]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r.get("outcome") for r in lines[:2]] == ["same", "changed"]
-    assert lines[1]["before"] == "A ball moves." and lines[1]["after"] == "Nothing moves."
-    assert lines[2] == {"summary": {"calls": 2, "same": 1, "changed": 1, "failed": 0}}
-    replayed = fake.requests[sent_before]["json"]
-    assert replayed["model"] == "m2" and replayed["response_format"]["type"] == "json_schema"
-    assert len([p for p in replayed["messages"][0]["content"] if p["type"] == "image_url"]) == 3
-
-    assert main(["replay", str(log), "--config", str(config), "--provider", "nope"]) == 1
-    assert "no provider 'nope'" in capsys.readouterr().out
 
 
 def test_audit_is_off_unless_configured() -> None:

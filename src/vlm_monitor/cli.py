@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--max-attempts", type=int, default=3, help="then: dead-letter stream")
 
-    replay = sub.add_parser("replay", help="put the questions of a VLM audit log again")
+    replay = sub.add_parser(
+        "replay",
+        help="put recorded VLM questions to another provider, prompt or schema and compare",
+    )
     add_replay_arguments(replay)
 
     stop = sub.add_parser("stop", help="stop what 'demo' started")

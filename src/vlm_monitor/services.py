@@ -37,7 +37,7 @@ from vlm_monitor.results import ResultSink, SessionMap
 from vlm_monitor.sources.manager import StreamManager
 from vlm_monitor.storage.db import Store
 from vlm_monitor.storage.writer import AnalysisWriter
-from vlm_monitor.vlm.audit import AuditLog
+from vlm_monitor.vlm.audit import AUDITED_PARAMS, AuditLog
 from vlm_monitor.vlm.budget import SharedLedger, limits
 from vlm_monitor.vlm.registry import ProviderSet
 from vlm_monitor.webrtc.whep import WhepService
@@ -56,7 +56,12 @@ class Services:
         if config.vlm.shared_budgets and config.bus.kind == "redis":
             self.providers.share_budgets(SharedLedger.from_url(config.bus.url, config.bus.channel))
         if config.vlm.audit.enabled:
-            audit = AuditLog(Path(config.server.data_dir) / "audit", config.vlm.audit.max_mb)
+            audit = AuditLog(
+                Path(config.server.data_dir) / "audit",
+                config.vlm.audit.max_mb,
+                config.vlm.audit.keep_days,
+                {p.name: p.model_dump(include=AUDITED_PARAMS) for p in config.vlm.providers},
+            )
             self.providers.audit(audit.record)
         self.config = config
         self.started_at = time.time()

@@ -94,6 +94,9 @@ class AuditConfig(_Model):
         False, description="record every VLM question and answer in data_dir/audit"
     )
     max_mb: float = Field(500.0, gt=0, description="the audit directory's size; oldest go first")
+    keep_days: float | None = Field(
+        30.0, gt=0, description="records and frames older than this go; null = only max_mb"
+    )
 
 
 class VlmConfig(_Model):
@@ -112,8 +115,8 @@ class VlmConfig(_Model):
     )
     audit: AuditConfig = Field(
         default_factory=AuditConfig,
-        description="audit log: prompt, schema, frames and answer of each call "
-        "(vlm-monitor replay puts them again)",
+        description="audit log: prompt, schema, frames, request parameters, raw response, "
+        "tokens, cost and latency of each call (vlm-monitor replay puts them again)",
     )
 
 

@@ -205,6 +205,7 @@ class OpenAIProvider(_HttpProvider):
         return VlmAnswer(
             text=str(text),
             model=doc.get("model", self.config.model),
+            extra={"response": doc},
             **_usage(doc, "prompt_tokens", "completion_tokens"),
         )
 
@@ -240,5 +241,8 @@ class DashScopeProvider(_HttpProvider):
         except (KeyError, IndexError, TypeError):
             raise ProviderError(f"{self.name}: no output.choices[0].message.content") from None
         return VlmAnswer(
-            text=str(text), model=self.config.model, **_usage(doc, "input_tokens", "output_tokens")
+            text=str(text),
+            model=self.config.model,
+            extra={"response": doc},
+            **_usage(doc, "input_tokens", "output_tokens"),
         )
