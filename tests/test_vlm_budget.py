@@ -173,6 +173,8 @@ def test_a_server_skips_clips_when_another_node_spent_the_budget(
         assert 'vlm_clips_skipped_total{reason="budget",stream="cam"}' in metrics
         assert 'vlm_provider_tokens_total{kind="completion",provider="qwen"}' in metrics
         assert 'vlm_provider_circuit_state{provider="qwen",state="closed"} 1.0' in metrics
+        asked = c.post("/api/streams/cam/ask", json={"question": "Anyone there?"})
+        assert asked.status_code == 429 and "budget of 0.3 cost/day used" in asked.text
         calls_before = len(fake.requests)
         time.sleep(1.5)  # clips keep coming; none is sent while the budget is spent
         assert len(fake.requests) == calls_before

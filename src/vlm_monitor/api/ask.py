@@ -14,7 +14,7 @@ from vlm_monitor.api.deps import ServicesDep
 from vlm_monitor.services import Services
 from vlm_monitor.sources.manager import StreamNotFoundError
 from vlm_monitor.vlm.ask import MAX_WINDOW_S, AskError, FrameHistory, ask, choose_provider
-from vlm_monitor.vlm.base import ProviderError
+from vlm_monitor.vlm.base import BudgetSpent, ProviderError
 from vlm_monitor.vlm.reference import read_reference
 
 router = APIRouter()
@@ -65,6 +65,8 @@ async def ask_stream(stream_id: str, body: AskBody, services: ServicesDep) -> di
         )
     except AskError as exc:
         raise HTTPException(exc.status, str(exc)) from None
+    except BudgetSpent as exc:  # not the provider's failure: a limit the user set
+        raise HTTPException(429, f"no call made: {exc}") from None
     except ProviderError as exc:
         raise HTTPException(502, f"the VLM provider failed: {exc}") from None
     return {
