@@ -41,7 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/attack.py > bench-attack.json
 	$(BIN)/python bench/zoo.py > bench-zoo.json
 	$(BIN)/python bench/events.py > bench-events.json
-	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack, zoo, events)"
+	$(BIN)/python bench/wall.py > bench-wall.json
+	@echo "wrote bench-*.json (ingest, clips, analyzers, flows, realtime, webrtc, scale, attack, zoo, events, wall)"
 
 clean:
 	rm -rf $(VENV) data logs .pytest_cache
