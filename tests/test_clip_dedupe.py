@@ -55,6 +55,16 @@ def test_a_still_scene_is_analysed_again_after_max_skip_s() -> None:
     assert not f.is_duplicate(third)
 
 
+def test_a_change_skipped_for_the_budget_is_not_lost_as_a_duplicate() -> None:
+    rng = np.random.default_rng(5)
+    f = DuplicateFilter(threshold=0.005, max_skip_s=600)
+    assert not f.is_duplicate(clip(rng, [None] * 4))
+    assert not f.is_duplicate(clip(rng, [300] * 4))  # the change, but a budget refuses it
+    f.forget()
+    assert not f.is_duplicate(clip(rng, [300] * 4))  # so the same picture is asked again
+    assert f.is_duplicate(clip(rng, [300] * 4))  # once answered, it is a duplicate again
+
+
 def test_processor_calls_once_per_change_and_counts_the_skips(tmp_path: Path) -> None:
     calls: list[VlmRequest] = []
 

@@ -37,6 +37,11 @@ class ClipBuilder:
             DuplicateFilter(dedupe.threshold, dedupe.max_skip_s) if dedupe.enabled else None
         )
 
+    def not_analysed(self) -> None:
+        """The last clip built got no VLM call after all (budget): see DuplicateFilter.forget."""
+        if self._dedupe is not None:
+            self._dedupe.forget()
+
     def strategy_name(self) -> str:
         return str(getattr(self.strategy, "name", "custom"))
 

@@ -48,6 +48,12 @@ class DuplicateFilter:
         reference = self._reference
         return max(changed_share(signature(f.frame), reference) for f in frames)
 
+    def forget(self) -> None:
+        """The last clip never reached the VLM (a budget refused it): compare the next one
+        with nothing, so a change it carried is not lost as a duplicate of itself. Called
+        from an inference thread: one attribute store, read whole by the writer."""
+        self._reference = None
+
     def is_duplicate(self, frames: list[FrameData]) -> bool:
         """False also makes the clip the new reference (it goes to the VLM)."""
         now = time.monotonic()

@@ -334,6 +334,7 @@ class AsyncVideoProcessor:
             )
         self._budget_skip = reason
         self.stats["clips_skipped_budget"] += 1
+        self._builder.not_analysed()
         self._forget(info)
 
     def _strategy_name(self) -> str:
