@@ -178,3 +178,36 @@ def test_a_server_skips_clips_when_another_node_spent_the_budget(
         calls_before = len(fake.requests)
         time.sleep(1.5)  # clips keep coming; none is sent while the budget is spent
         assert len(fake.requests) == calls_before
+
+
+def test_a_worker_refused_by_a_stream_budget_skips_the_clip(
+    fake: FakeVlm, redis_server, server, job_worker
+) -> None:
+    """clips.dispatch redis: the stream's budget travels with the job; the worker's refusal
+    comes back as a budget skip, not as a failed clip."""
+    inside_windows()
+    provider = {"name": "qwen", "kind": "openai", "base_url": fake.url + "/v1", "model": "m"}
+    srv = server(
+        {
+            "bus": {"kind": "redis", "url": redis_server.url},
+            "vlm": {"providers": [provider]},
+            "streams": [
+                {"id": "cam", "url": "synthetic://?fps=5&size=320x180",
+                 "clips": {"clip_seconds": 1, "frames_per_clip": 2, "input_fps": 3,
+                           "dispatch": "redis", "min_free_mb": 0,
+                           "budget": {"calls_per_minute": 1}}}
+            ],
+        }
+    )  # fmt: skip
+    job_worker("w1", config={"vlm": {"providers": [provider]}})
+    with srv.client() as c:
+
+        def clips() -> dict:
+            return c.get("/api/streams/cam").json()["clips"]
+
+        wait_until(lambda: clips()["skipped"]["budget"] >= 2, 40, what="budget skips")
+        status = clips()
+        assert (
+            "stream cam (clips.budget): budget of 1 calls/min used" in status["budget_skip_reason"]
+        )
+        assert status["inference_errors"] == 0 and len(fake.requests) == 1
