@@ -114,6 +114,16 @@ def test_wall_channel_sends_the_streams_asked_for_and_refuses_bad_input(server) 
                     errors.append(json.loads(msg))
                 else:
                     frames.append(wire.unpack(msg))
+            # A stream removed and added again: asked for anew, its pictures come again.
+            async with httpx.AsyncClient(base_url=srv.url) as http:
+                assert (await http.delete("/api/streams/cam")).status_code == 200
+                created = await http.post("/api/streams", json={"id": "cam", "url": SYN})
+                assert created.status_code == 201
+            await ws.send(json.dumps({"streams": ["cam"]}))
+            while True:  # until a frame of the new source, which counts from 1 again
+                msg = await asyncio.wait_for(ws.recv(), 20)
+                if isinstance(msg, bytes) and wire.unpack(msg).seq < frames[-1].seq:
+                    break
         return errors, frames
 
     errors, frames = asyncio.run(talk())

@@ -135,6 +135,8 @@ function connectEvents(delay = 500) {
       const known = seats.has(ev.stream);
       updateSeat(applyStatus(ev));
       if (!known) learnStream(ev.stream);
+      // A stream removed and added again needs asking for anew: its pictures ended with it.
+      if (ev.state === "live") thumbs.announce();
     } else if (ev.type === "analysis") {
       updateSeat(applyAnalysis(ev));
       detail.analysis(ev);
