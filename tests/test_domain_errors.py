@@ -12,6 +12,7 @@ from vlm_monitor.flows.graph import FlowValidationError
 from vlm_monitor.flows.manager import FlowExistsError, FlowNotFoundError, FlowRunningError
 from vlm_monitor.sources.manager import StreamExistsError, StreamNotFoundError
 from vlm_monitor.types import (
+    CapacityError,
     ConflictError,
     DomainError,
     InvalidError,
@@ -63,7 +64,10 @@ def test_every_problem_of_an_invalid_request_is_listed() -> None:
 
 
 def test_the_map_covers_the_kinds() -> None:
-    assert set(DOMAIN_STATUS) == {NotFoundError, ConflictError, InvalidError, LimitError}
+    assert set(DOMAIN_STATUS) == {
+        NotFoundError, ConflictError, InvalidError, LimitError, CapacityError
+    }  # fmt: skip
+    assert answer(CapacityError("at capacity")) == (503, {"error": "at capacity"})
     assert answer(DomainError("something else"))[0] == 400
 
 

@@ -185,3 +185,17 @@ def test_an_overloaded_server_sheds_says_so_refuses_new_streams_and_recovers(
     finally:
         server.stop()
         camera.stop()
+
+
+def test_most_analyzers_losing_frames_is_overload_even_with_idle_threads() -> None:
+    """Other work on the machine (or a starved event loop) keeps frames from the analyzers
+    though their threads wait: when most of them lose frames, that is overload too."""
+    gov = governor()
+    runners = [ScriptedRunner(s, "emotion", 5) for s in "abc"]
+    gov.measure(runners, next(SECONDS))
+    for r in runners:
+        r.period(kept=0.5, busy_s=0.1)
+    gov.measure(runners, next(SECONDS))
+    assert gov.share < 1
+    degraded = gov.degraded("a")
+    assert degraded is not None and degraded["reason"] == "overload"

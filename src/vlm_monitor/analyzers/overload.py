@@ -8,10 +8,11 @@ or refused (503) before the running ones break.
 
 The signal: a runner that keeps up takes each frame before the next one it wants arrives; one
 that does not loses frames in its ``latest`` subscription (``dropped``). The share lost over a
-period, across all runners, is how far the machine is behind. The analyzer threads' busy share
-(wall time inside ``analyze``, which includes waiting for a core) tells machine overload from
-one analyzer that is slow on its own (then only its stream is degraded), and when the rates
-may rise again.
+period, across all runners, is how far the machine is behind. It is machine overload when the
+analyzer threads are busy (wall time inside ``analyze``, which includes waiting for a core) or
+when most analyzers lose frames (the cores or the event loop are taken by other work); one
+analyzer that loses frames alone is slow on its own, and only its stream is degraded. The busy
+share also says when the rates may rise again.
 """
 
 from __future__ import annotations
@@ -106,8 +107,10 @@ class LoadGovernor:
         self._seen, self._slow = seen, slow
         self.busy = busy / (self.threads * period)
         self.late = lost / (taken + lost) if taken + lost else 0.0
+        behind = sum(1 for s in seen.values() if s.late > SLOW_RUNNER_SHARE)
+        widespread = behind >= 2 and 2 * behind > len(seen)
         share = self.share
-        if self.late > LATE_SHARE and self.busy >= self.config.busy_share:
+        if self.late > LATE_SHARE and (self.busy >= self.config.busy_share or widespread):
             share = max(self.config.min_share, share * (1 - self.late) * MARGIN)
         elif self.late <= LATE_SHARE / 5 and self.busy < self.config.busy_share:
             share = min(1.0, share * RISE)
