@@ -58,7 +58,12 @@ class Feeder:
 
 
 def _server(
-    workdir: Path, ports: list[int], rates: dict[str, int], old: bool
+    workdir: Path,
+    ports: list[int],
+    rates: dict[str, int],
+    old: bool,
+    threads: int = 0,
+    min_share: float = 0.5,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     streams = [
@@ -71,6 +76,7 @@ def _server(
     config = {
         "server": {"port": port, "data_dir": str(run / "data"), "log_dir": str(run / "logs")},
         "streams": streams,
+        "analysis": {"threads": threads, "overload": {"min_share": min_share}},
     }
     path = run / "config.json"
     path.write_text(json.dumps(config))
@@ -105,11 +111,12 @@ def run_step(
     warm_s: float,
     window_s: float,
     rates: dict[str, int] | None = None,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """N streams with the new pipeline (or the old one) for ``window_s`` after ``warm_s``;
     ``rates={}``: no analyzers."""
     rates = (OLD if old else NEW) if rates is None else rates
-    proc, url = _server(workdir, feeder.ports[:n], rates, old)
+    proc, url = _server(workdir, feeder.ports[:n], rates, old, threads)
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             time.sleep(warm_s)  # connect, first frames, the first 10 s heart-rate window
@@ -183,8 +190,8 @@ def largest(
 def capacity_e2e(workdir: Path, quick: bool) -> dict[str, Any]:
     warm, window = (16.0, 10.0) if quick else (16.0, 20.0)
     plans = [  # size, bitrate, new ladder and start, old ladder and start
-        ("640x480", 1_000_000, [8, 16, 24, 32, 40, 48, 56], 40, [2, 4, 6, 8, 10, 12, 16], 8),
-        ("1280x720", 2_500_000, [4, 8, 16, 24, 32, 40], 24, [2, 4, 6, 8, 10, 12], 6),
+        ("640x480", 1_000_000, [4, 8, 12, 16, 20, 24, 32, 40], 16, [2, 4, 6, 8, 10, 12, 16], 8),
+        ("1280x720", 2_500_000, [2, 4, 6, 8, 12, 16, 24], 8, [2, 4, 6, 8, 10, 12], 6),
     ]
     report: dict[str, Any] = {}
     for size, bitrate, ladder, start, old_ladder, old_start in plans:

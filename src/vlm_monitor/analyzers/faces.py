@@ -36,6 +36,7 @@ from vlm_monitor.analyzers.face_mesh import (
 )
 
 DetectorMode = Literal["auto", "short", "full"]
+Polygons = tuple[list[np.ndarray], list[np.ndarray]]
 __all__ = ["Box", "FaceDetector", "FaceModels", "FaceTracker", "FaceTracking", "TrackedFace"]
 
 # The short-range model stops finding faces below ~11 % of the frame's longer side (the
@@ -75,11 +76,18 @@ class TrackedFace:
     score: float = 0.0  # the mesh's confidence that a face is there
     pose: HeadPose | None = None
     gaze: Gaze | None = None
+    # The skin polygons of ``landmarks``, computed on first use and shared by the faces of
+    # the frames that reuse these landmarks (heart rate asks on every frame).
+    skin: list[Polygons] = field(default_factory=list, compare=False, repr=False)
 
-    def skin_regions(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def skin_regions(self) -> Polygons:
         """The rPPG skin region: polygons to take and to leave out (none without
         landmarks)."""
-        return ([], []) if self.landmarks is None else skin_polygons(self.landmarks)
+        if self.landmarks is None:
+            return ([], [])
+        if not self.skin:  # two threads may both compute it: the same answer
+            self.skin.append(skin_polygons(self.landmarks))
+        return self.skin[0]
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,7 @@ class FaceTracking:
         self._misses = 0
         self._boxes: list[Box] = []
         self._points: np.ndarray | None = None  # the last frame's landmarks
+        self._skin: list[Polygons] = []  # their skin polygons, once computed
         self._last = FaceFrame(float("-inf"))
         self.detections = 0
 
@@ -265,7 +274,9 @@ class FaceTracking:
             and self._points is not None
             and ts - self._mesh_at < self._mesh_every - 1e-3
         ):
-            face = TrackedFace(tracked.box, tracked.age_s, self._points, self._score)
+            face = TrackedFace(
+                tracked.box, tracked.age_s, self._points, self._score, skin=self._skin
+            )
             return FaceFrame(ts, self._boxes, face, self._range)
         roi = self._roi(tracked.box, found, image.shape)
         if roi is None:
@@ -276,9 +287,12 @@ class FaceTracking:
             self._points = None
             return FaceFrame(ts, self._boxes, tracked, self._range)
         points = self._points = mesh.points
+        self._skin = []
         self._mesh_at, self._score = ts, round(mesh.score, 3)
         self._tracker.confirm(ts)
-        face = TrackedFace(tracked.box, 0.0 if found else tracked.age_s, points, self._score)
+        face = TrackedFace(
+            tracked.box, 0.0 if found else tracked.age_s, points, self._score, skin=self._skin
+        )
         return FaceFrame(ts, self._boxes, face, self._range)
 
     def _roi(self, box: Box, found: list[Detection] | None, shape: tuple[int, ...]) -> Roi | None:

@@ -112,7 +112,7 @@ class LoadGovernor:
         share = self.share
         if self.late > LATE_SHARE and (self.busy >= self.config.busy_share or widespread):
             share = max(self.config.min_share, share * (1 - self.late) * MARGIN)
-        elif self.late <= LATE_SHARE / 5 and self.busy < self.config.busy_share:
+        elif self.late < LATE_SHARE / 2 and self.busy < self.config.busy_share:
             share = min(1.0, share * RISE)
         self._log_change(share, len(seen))
         self.share = share
