@@ -80,6 +80,23 @@ def test_frame_rate_decimates_by_timestamp() -> None:
     assert sub.stats.skipped == len(times) - delivered
 
 
+def test_asking_the_source_rate_gives_every_frame_despite_jitter() -> None:
+    """A 15 fps camera decoded with +/- 15 ms of jitter, asked at 15 fps (heart rate): every
+    frame is due, none skipped; asked at 7.5 fps, every other one, evenly."""
+    hub = StreamHub()
+    full = hub.subscribe("s", "full", "ring", capacity=1000, frame_rate=15)
+    half = hub.subscribe("s", "half", "ring", capacity=1000, frame_rate=7.5)
+    rng = np.random.default_rng(5)
+    times = [i / 15 + rng.uniform(-0.015, 0.015) for i in range(300)]
+    for i, ts in enumerate(times, 1):
+        hub.publish(frame(i, ts=ts))
+    assert full.stats.skipped == 0 and len(full._buf) == 300
+    kept = [f.seq for f in half._buf]
+    assert 148 <= len(kept) <= 152
+    gaps = {b - a for a, b in zip(kept, kept[1:], strict=False)}
+    assert gaps <= {1, 2, 3}, gaps
+
+
 def test_frames_are_shared_not_copied() -> None:
     hub = StreamHub()
     a, b = hub.subscribe("s", "a"), hub.subscribe("s", "b")
