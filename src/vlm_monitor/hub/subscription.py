@@ -31,7 +31,13 @@ from vlm_monitor.types import Frame
 
 Policy = Literal["latest", "ring"]
 _ids = itertools.count(1)
-EARLY = 0.4  # of an interval: how early a frame may come and still be due
+# Rate limit as a token bucket in frames: credit accrues at the asked rate by frame time, a
+# frame is taken at EARLY credit short of a whole one (decode jitter moves frames by
+# milliseconds) and costs one; at most BURST frames' credit is kept, so the two frames a
+# decoder with B-frames releases together after a gap are both taken. The long-run rate is
+# exact: credit stays between EARLY - 1 and BURST.
+EARLY = 0.4
+BURST = 2.0
 
 
 @dataclass
@@ -75,7 +81,8 @@ class Subscription:
         self._buf: collections.deque[Frame] = collections.deque(maxlen=self.capacity)
         self._cond = threading.Condition(threading.Lock())
         self._interval = 1.0 / frame_rate if frame_rate else 0.0
-        self._next_due = 0.0
+        self._credit = 1.0
+        self._last_ts: float | None = None
         self._aligned = aligned
         self._last_slot = -1
         self._waiter: asyncio.Future[None] | None = None
@@ -96,14 +103,14 @@ class Subscription:
                     return None
                 self._last_slot = slot
             elif self._interval:
-                # A frame a little early is taken: asking a camera's own rate must give every
-                # frame, and decode jitter moves frames by milliseconds (a strict ``>=`` lost
-                # 5-8 % of them). The due time advances one interval per frame taken, so the
-                # long-run rate stays exact; it resyncs after gaps.
-                if frame.ts < self._next_due - EARLY * self._interval:
+                if self._last_ts is not None:
+                    gained = max(0.0, frame.ts - self._last_ts) / self._interval
+                    self._credit = min(BURST, self._credit + gained)
+                self._last_ts = frame.ts
+                if self._credit < 1.0 - EARLY:
                     self.stats.skipped += 1
                     return None
-                self._next_due = max(self._next_due + self._interval, frame.ts + self._interval / 2)
+                self._credit -= 1.0
             if len(self._buf) == self.capacity:
                 self.stats.dropped += 1
             self._buf.append(frame)
@@ -117,7 +124,7 @@ class Subscription:
         with self._cond:
             self.frame_rate = frame_rate
             self._interval = 1.0 / frame_rate if frame_rate else 0.0
-            self._next_due = 0.0
+            self._credit, self._last_ts = 1.0, None
 
     def _take(self) -> Frame:
         frame = self._buf.popleft()
