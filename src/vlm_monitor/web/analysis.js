@@ -9,11 +9,31 @@ const EMOTION_COLORS = {
 const ANALYZERS = ["motion", "emotion", "heart_rate", "attention", "ocr"];
 const HISTORY_S = 60;
 const panels = new WeakMap();
+// The panel's markup, one copy for the dashboard's cards and the wall's student card: each
+// holds an empty <section class="analysis"> that the first result fills.
+const ANALYSIS_PANEL = `
+  <div class="emotion" hidden>
+    <h3>Emotion <span class="dominant"></span></h3>
+    <div class="emotion-bars"></div>
+    <canvas class="emotion-timeline" width="400" height="18" title="dominant emotion, last 60 s"></canvas>
+  </div>
+  <div class="heart" hidden>
+    <h3>Heart rate <span class="bpm"></span> <small>bpm</small> <span class="hr-note"></span></h3>
+    <canvas class="heart-plot" width="400" height="90" title="bpm, last 60 s"></canvas>
+  </div>
+  <div class="attention" hidden>
+    <h3>Attention <span class="badge attention-state"></span> <span class="incidents"></span></h3>
+    <p class="attention-note"></p>
+  </div>
+  <p class="motion" hidden>Motion: <span class="motion-level"></span></p>
+  <p class="ocr" hidden>Text: <span class="ocr-text"></span></p>
+`;
 
 function panelOf(card) {
   let p = panels.get(card);
   if (p) return p;
   const root = card.querySelector(".analysis");
+  if (!root.firstElementChild) root.innerHTML = ANALYSIS_PANEL;
   const bars = root.querySelector(".emotion-bars");
   for (const e of EMOTIONS) {
     const row = document.createElement("div");

@@ -36,13 +36,12 @@ const detail = {
     return id;
   },
 
-  // analysis.js keeps each card's charts in a WeakMap: a fresh holder for each student.
+  // analysis.js keeps each card's charts in a WeakMap: a fresh, empty panel for each student.
   resetAnalysis() {
-    const old = this.q(".d-analysis");
-    const holder = old.cloneNode(true);
-    holder.querySelector(".emotion-bars").replaceChildren();
-    holder.querySelectorAll(".analysis, .emotion, .heart, .attention, .motion, .ocr").forEach((n) => { n.hidden = true; });
-    old.replaceWith(holder);
+    const holder = document.createElement("div");
+    holder.className = "d-analysis";
+    holder.innerHTML = '<section class="analysis" hidden></section>';
+    this.q(".d-analysis").replaceWith(holder);
     this.card = holder;
   },
 
