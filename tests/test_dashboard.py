@@ -266,3 +266,32 @@ def test_dashboard_asks_for_the_token_keeps_it_and_a_viewer_cannot_change(
     assert status == 403
     with srv.client("api-token-0123456789") as c:
         assert [s["id"] for s in c.get("/api/streams").json()] == ["demo"]
+
+
+def test_many_streams_share_one_picture_socket_and_the_page_stays_usable(page, server) -> None:
+    """Six MJPEG views would hold all six connections a browser opens to the server: past
+    four streams the cards' pictures come over one socket, every card gets its pictures, and
+    the page's own requests (adding a stream) still go through."""
+    streams = [
+        {"id": f"cam{i}", "url": f"synthetic://?fps=5&size=320x{180 + 2 * i}"} for i in range(6)
+    ]
+    srv = server({"streams": streams})
+    page.goto(srv.url + "/")
+    for i in range(6):
+        img = f"document.querySelector('article[data-stream=cam{i}] img.view')"
+        page.wait_for_function(
+            f"() => {img}?.dataset.source === 'socket' && {img}.naturalHeight === {180 + 2 * i}",
+            timeout=20000,
+        )
+    mjpeg = page.evaluate(
+        "() => [...document.querySelectorAll('img.view')].filter((i) => i.src.includes('/mjpeg'))"
+        ".length"
+    )
+    assert mjpeg == 0
+    page.fill("input[name=id]", "late")
+    page.fill("input[name=url]", "synthetic://?fps=5&size=320x200")
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('article[data-stream=late] img.view')?.naturalHeight === 200",
+        timeout=20000,
+    )

@@ -128,7 +128,7 @@ def run_wall(server, tmp_path: Path, seats: int, screen: dict[str, int]) -> None
         wait(page, "() => document.querySelector('#detail .d-report .presence')")
         assert "observed" in detail.locator(".d-report .presence").inner_text()
         # The card's attention panel follows the pushes.
-        wait(page, "() => document.querySelector('#detail .attention-state').textContent")
+        wait(page, "() => document.querySelector('#detail .attention-state')?.textContent")
         wait(page, "() => document.querySelector('#detail .d-events li')")
         page.screenshot(path=str(tmp_path / "wall-detail.png"))
         page.keyboard.press("Escape")

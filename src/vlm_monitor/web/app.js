@@ -1,8 +1,30 @@
-// Dashboard: stream list with live MJPEG view, live status and analyzers, add/remove.
+// Dashboard: stream list with live view (MJPEG, or one socket for many streams), live status and analyzers, add/remove.
 "use strict";
 
 const cards = new Map();
 const $ = (sel, root = document) => root.querySelector(sel);
+// Each MJPEG view holds one of the six connections a browser opens to this server: past
+// MJPEG_CARDS streams every card's picture comes over one socket instead (pictures.js).
+const MJPEG_CARDS = 4;
+const cardPictures = new PictureSocket(5, (id) => {
+  const card = cards.get(id);
+  return card && card.dataset.view !== "webrtc" ? $(".view", card) : null;
+});
+
+function placeViews() {
+  const shared = cards.size > MJPEG_CARDS;
+  for (const [id, card] of cards) {
+    const img = $(".view", card);
+    const source = shared ? "socket" : "mjpeg";
+    if (img.dataset.source === source) continue;
+    img.dataset.source = source;
+    if (shared) img.removeAttribute("src");
+    else img.src = withToken(`/api/streams/${encodeURIComponent(id)}/mjpeg`);
+  }
+  if (shared && !cardPictures.ws) cardPictures.connect(640);
+  if (!shared && cardPictures.ws) cardPictures.close();
+  cardPictures.want(shared ? [...cards.keys()] : []);
+}
 
 function render(status) {
   let card = cards.get(status.id);
@@ -10,12 +32,12 @@ function render(status) {
     card = $("#card").content.firstElementChild.cloneNode(true);
     card.dataset.stream = status.id;
     $(".sid", card).textContent = status.id;
-    $(".view", card).src = withToken(`/api/streams/${encodeURIComponent(status.id)}/mjpeg`);
     $(".remove", card).addEventListener("click", () => removeStream(status.id));
     $(".rtc-toggle", card).addEventListener("click", () => toggleWebRtc(card, status.id));
     $(".report-toggle", card).addEventListener("click", () => toggleReport(card));
     $("#streams").append(card);
     cards.set(status.id, card);
+    placeViews();
     showUnacked(card);
     syncStreamOptions();
     loadResults(status.id);
@@ -135,7 +157,7 @@ function measureLatency() {
 function drop(id) {
   const card = cards.get(id);
   if (card && card.rtc) stopWebRtc(card, "MJPEG");
-  if (card) { card.remove(); cards.delete(id); }
+  if (card) { card.remove(); cards.delete(id); placeViews(); }
   $("#empty").hidden = cards.size > 0;
 }
 
@@ -202,4 +224,5 @@ connectEvents();
 // next page could not even load. Leaving ends the views first.
 window.addEventListener("beforeunload", () => {
   for (const card of cards.values()) $(".view", card).removeAttribute("src");
+  cardPictures.close();
 });

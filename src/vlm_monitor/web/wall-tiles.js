@@ -1,6 +1,5 @@
-// The wall's tiles and their pictures. Pictures come over one WebSocket (/ws/wall) for all
-// tiles: a browser opens at most six HTTP/1.1 connections to a server, so one MJPEG <img>
-// per tile would leave all but six tiles waiting. Only tiles on screen get pictures.
+// The wall's tiles and their pictures, over one socket for all tiles (pictures.js). Only
+// tiles on screen get pictures.
 "use strict";
 
 const tileEls = new Map(); // stream id -> <article>
@@ -70,11 +69,14 @@ function dropTile(id) {
 }
 
 const thumbs = {
-  ws: null,
   paused: false,
   onScreen: new Set(),
-  width: null,
-  sendTimer: null,
+  socket: new PictureSocket(THUMB_FPS, (id) => tileEls.get(id)?.querySelector("img") ?? null, (img, head) => {
+    const el = tileEls.get(head.stream);
+    el.dataset.seq = head.seq;
+    el.dataset.frameTs = head.ts;
+    el.dataset.pictures = Number(el.dataset.pictures || 0) + 1;
+  }),
   observer: new IntersectionObserver((entries) => {
     for (const e of entries) {
       const id = e.target.dataset.stream;
@@ -82,6 +84,8 @@ const thumbs = {
     }
     thumbs.announce();
   }, { rootMargin: "200px" }),
+
+  get ws() { return this.socket.ws; },
 
   // The smallest of a few widths that fills a tile's picture at this screen's pixel density.
   pickWidth() {
@@ -91,57 +95,18 @@ const thumbs = {
   },
 
   announce() {
-    clearTimeout(this.sendTimer);
-    this.sendTimer = setTimeout(() => {
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-        const streams = this.paused ? [] : [...this.onScreen].filter((id) => tileEls.has(id));
-        this.ws.send(JSON.stringify({ streams }));
-      }
-    }, 50);
+    this.socket.want(this.paused ? [] : [...this.onScreen].filter((id) => tileEls.has(id)));
   },
 
   pause(paused) { this.paused = paused; this.announce(); },
 
-  connect(delay = 500) {
-    this.width = this.pickWidth();
-    const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(withToken(`${proto}://${location.host}/ws/wall?fps=${THUMB_FPS}&width=${this.width}`));
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    ws.onopen = () => { delay = 500; this.announce(); };
-    ws.onmessage = (msg) => {
-      if (typeof msg.data === "string") { console.warn("wall pictures:", JSON.parse(msg.data).message); return; }
-      this.show(msg.data);
-    };
-    ws.onclose = () => {
-      if (this.ws === ws) setTimeout(() => this.connect(Math.min(delay * 2, 10000)), delay);
-    };
-  },
-
-  // One binary message: 4-byte big-endian header length, JSON header, JPEG.
-  show(data) {
-    const n = new DataView(data).getUint32(0);
-    const head = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, n)));
-    const el = tileEls.get(head.stream);
-    if (!el) return;
-    const img = el.querySelector("img");
-    const old = img.dataset.url;
-    const url = URL.createObjectURL(new Blob([new Uint8Array(data, 4 + n)], { type: "image/jpeg" }));
-    img.src = url;
-    img.dataset.url = url;
-    if (old) URL.revokeObjectURL(old);
-    el.dataset.seq = head.seq;
-    el.dataset.frameTs = head.ts;
-    el.dataset.pictures = Number(el.dataset.pictures || 0) + 1;
-  },
+  connect() { this.announce(); this.socket.connect(this.pickWidth()); },
 
   // A different picture width after a resize needs a new channel (the server encodes once
   // per width); the same width keeps the one there is.
   resized() {
-    if (this.pickWidth() === this.width || !this.ws) return;
-    const old = this.ws;
-    this.ws = null;
-    old.close();
+    if (this.pickWidth() === this.socket.width || !this.socket.ws) return;
+    this.socket.close();
     this.connect();
   },
 };
