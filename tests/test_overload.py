@@ -199,3 +199,16 @@ def test_most_analyzers_losing_frames_is_overload_even_with_idle_threads() -> No
     assert gov.share < 1
     degraded = gov.degraded("a")
     assert degraded is not None and degraded["reason"] == "overload"
+
+
+def test_analyzers_restarted_under_the_same_name_count_from_zero() -> None:
+    """Analyzers put again on a stream start new counters: not a negative period."""
+    gov = governor()
+    old = ScriptedRunner("a", "emotion", 5)
+    old.period(kept=1.0, busy_s=5.0, seconds=100)
+    gov.measure([old], next(SECONDS))
+    new = ScriptedRunner("a", "emotion", 5)
+    new.period(kept=0.5, busy_s=1.9)
+    gov.measure([new], next(SECONDS))
+    assert gov.late == pytest.approx(0.5, abs=0.1) and gov.busy == pytest.approx(0.95)
+    assert gov.share < 1

@@ -95,6 +95,8 @@ class LoadGovernor:
             key = (runner.stream_id, runner.name)
             t, d, b = runner.counters()
             before = self._seen.get(key, _Seen(t, d, b))
+            if t < before.taken or d < before.lost or b < before.busy_s:
+                before = _Seen()  # a new runner under the same name: its counters start at 0
             dt, dd = t - before.taken, d - before.lost
             taken, lost, busy = taken + dt, lost + dd, busy + b - before.busy_s
             late = dd / (dt + dd) if dt + dd else 0.0
