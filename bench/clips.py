@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -45,6 +46,19 @@ FPS = 30
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+async def each_result(server_url: str, window: float, handle: Callable[[dict], None]) -> None:
+    """``handle`` each clip result pushed on the server's /ws/events for ``window`` seconds."""
+    async with websockets.connect(server_url.replace("http", "ws") + "/ws/events") as ws:
+        end = time.monotonic() + window
+        while (left := end - time.monotonic()) > 0:
+            try:
+                ev = json.loads(await asyncio.wait_for(ws.recv(), left))
+            except TimeoutError:
+                break
+            if ev["type"] == "result":
+                handle(ev)
 
 
 def run(tmp: Path, clips: bool, window: float) -> dict:
@@ -81,19 +95,10 @@ def run(tmp: Path, clips: bool, window: float) -> dict:
             proc = psutil.Process(srv.proc.pid)
             cpu0 = proc.cpu_times()
 
-            async def listen() -> None:
-                url = srv.url.replace("http", "ws") + "/ws/events"
-                async with websockets.connect(url) as ws:
-                    end = time.monotonic() + window
-                    while (left := end - time.monotonic()) > 0:
-                        try:
-                            ev = json.loads(await asyncio.wait_for(ws.recv(), left))
-                        except TimeoutError:
-                            break
-                        if ev["type"] == "result":
-                            delays.append(time.time() - ev["video_info"]["end_timestamp"])
+            def delay(ev: dict) -> None:
+                delays.append(time.time() - ev["video_info"]["end_timestamp"])
 
-            asyncio.run(listen())
+            asyncio.run(each_result(srv.url, window, delay))
             cpu1 = proc.cpu_times()
             after = c.get("/api/streams/b").json()
     finally:
@@ -229,21 +234,13 @@ def freshness_run(tmp: Path, name: str, queue: dict, window: float) -> dict:
         with srv.client() as c:
             wait_until(lambda: c.get("/api/streams/f").json()["state"] == "live", 30)
 
-            async def listen() -> None:
-                url = srv.url.replace("http", "ws") + "/ws/events"
-                async with websockets.connect(url) as ws:
-                    end = time.monotonic() + window
-                    while (left := end - time.monotonic()) > 0:
-                        try:
-                            ev = json.loads(await asyncio.wait_for(ws.recv(), left))
-                        except TimeoutError:
-                            break
-                        if ev["type"] == "result" and ev.get("stream") == "f":
-                            now, info = time.time(), ev["video_info"]
-                            newest.append(now - info["end_timestamp"])
-                            oldest.append(now - info["start_timestamp"])
+            def ages(ev: dict) -> None:
+                if ev.get("stream") == "f":
+                    now, info = time.time(), ev["video_info"]
+                    newest.append(now - info["end_timestamp"])
+                    oldest.append(now - info["start_timestamp"])
 
-            asyncio.run(listen())
+            asyncio.run(each_result(srv.url, window, ages))
             st = c.get("/api/streams/f").json()["clips"]
     finally:
         srv.stop()
