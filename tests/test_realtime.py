@@ -333,6 +333,18 @@ def test_a_live_rtsp_camera_is_the_picture_and_the_browser_the_voice(
     wait_until(lambda: status()["subscribers"] == idle_subscribers, 5, what="unsubscribed")
 
 
+def speak_one_turn(page) -> None:
+    """/chat: connect, start talking (the fake microphone's speech), wait for the answer."""
+    page.click("#connect")
+    page.wait_for_function(
+        "() => document.getElementById('session').dataset.sessionId", timeout=10000
+    )
+    page.click("#start")
+    page.wait_for_function(
+        "() => document.getElementById('response').dataset.done === 'completed'", timeout=40000
+    )
+
+
 @pytest.mark.browser
 def test_chat_page_in_chromium_streams_and_shows_the_answer(
     server, fake, speech_wav, tmp_path
@@ -345,15 +357,7 @@ def test_chat_page_in_chromium_streams_and_shows_the_answer(
     ) as browser:
         page = browser.new_page()
         page.goto(srv.url + "/chat")
-        page.click("#connect")
-        page.wait_for_function(
-            "() => document.getElementById('session').dataset.sessionId", timeout=10000
-        )
-        page.click("#start")
-        page.wait_for_function(
-            "() => document.getElementById('response').dataset.done === 'completed'",
-            timeout=40000,
-        )
+        speak_one_turn(page)
         shown = page.inner_text("#response")
         page.screenshot(path=str(tmp_path / "chat.png"))
     assert "".join(DELTAS).strip() in shown
@@ -378,15 +382,7 @@ def test_chat_page_talks_about_a_picked_server_camera(server, fake, speech_wav) 
         page.wait_for_function(
             "() => document.getElementById('source-view').naturalWidth === 320", timeout=10000
         )
-        page.click("#connect")
-        page.wait_for_function(
-            "() => document.getElementById('session').dataset.sessionId", timeout=10000
-        )
-        page.click("#start")
-        page.wait_for_function(
-            "() => document.getElementById('response').dataset.done === 'completed'",
-            timeout=40000,
-        )
+        speak_one_turn(page)
         assert page.locator("#preview").is_hidden()
         assert "".join(DELTAS).strip() in page.inner_text("#response")
     images = fake.of("input_image_buffer.append")
