@@ -25,20 +25,16 @@ from vlm_monitor.types import Frame
 _local = threading.local()
 
 
-def haar(bgr: np.ndarray) -> list[Box]:
-    cascade = getattr(_local, "cascade", None)
-    if cascade is None:  # one per thread: the cascade is not thread-safe
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-        cascade = _local.cascade = cv2.CascadeClassifier(path)
-    grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-    found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(40, 40))
-    boxes = [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-
-
 class Haar:
     def detect(self, bgr: np.ndarray) -> list[Box]:
-        return haar(bgr)
+        cascade = getattr(_local, "cascade", None)
+        if cascade is None:  # one per thread: the cascade is not thread-safe
+            path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+            cascade = _local.cascade = cv2.CascadeClassifier(path)
+        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(40, 40))
+        boxes = [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
 def face(self: base.StreamContext, image: np.ndarray, frame: Frame) -> TrackedFace | None:
