@@ -71,7 +71,6 @@ class AnalyzerRunner:
     def shed(self, fps: float) -> None:
         if fps != self.sub.frame_rate:
             self.sub.set_frame_rate(fps)
-            self.stats.fps_running = fps
 
     def _analyze(self, frame: Frame) -> dict[str, Any] | None:
         start = time.perf_counter()
@@ -100,7 +99,11 @@ class AnalyzerRunner:
 
     def status(self) -> dict[str, Any]:
         self.stats.dropped = self.sub.stats.dropped  # newer frames came while one was analysed
-        return self.stats.status()
+        running = self.sub.frame_rate  # below the target while overload sheds
+        return {
+            **self.stats.status(),
+            "fps_running": None if running is None else round(running, 2),
+        }
 
 
 class AnalyzerService:
@@ -196,7 +199,6 @@ class AnalyzerService:
                 size=stream.analysis_dims,
             )
             runner = AnalyzerRunner(analyzer, sub, stream.analysis_dims, self.pool, self.publish)
-            runner.stats.fps_running = sub.frame_rate
             runner.task = asyncio.create_task(
                 runner.run(), name=f"analyzer-{stream.id}-{analyzer.name}"
             )
@@ -260,7 +262,10 @@ class AnalyzerService:
     def status(self, stream_id: str) -> dict[str, Any]:
         remote = self.remote_stats.get(stream_id)
         if remote is not None:
-            return {name: {**s.status(), "where": "redis"} for name, s in remote.items()}
+            return {  # workers run them at the configured rates
+                name: {**s.status(), "fps_running": s.fps_target, "where": "redis"}
+                for name, s in remote.items()
+            }
         return {name: r.status() for name, r in self.running.get(stream_id, {}).items()}
 
     def latest(self, stream_id: str, analyzer: str) -> dict[str, Any] | None:

@@ -18,7 +18,6 @@ class RunnerStats:
 
     def __init__(self, stream: str, analyzer: str, fps_target: float) -> None:
         self.stream, self.analyzer, self.fps_target = stream, analyzer, fps_target
-        self.fps_running: float | None = fps_target  # below target while overload sheds
         self.frames = 0
         self.results = 0
         self.errors = 0
@@ -62,7 +61,6 @@ class RunnerStats:
         lat = list(self._latencies)
         return {
             "fps_target": self.fps_target,
-            "fps_running": None if self.fps_running is None else round(self.fps_running, 2),
             "fps": round(fps, 2),
             "frames": self.frames,
             "results": self.results,
