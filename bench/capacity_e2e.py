@@ -62,8 +62,6 @@ def _server(
     ports: list[int],
     rates: dict[str, int],
     old: bool,
-    threads: int = 0,
-    min_share: float = 0.5,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     streams = [
@@ -76,7 +74,6 @@ def _server(
     config = {
         "server": {"port": port, "data_dir": str(run / "data"), "log_dir": str(run / "logs")},
         "streams": streams,
-        "analysis": {"threads": threads, "overload": {"min_share": min_share}},
     }
     path = run / "config.json"
     path.write_text(json.dumps(config))
@@ -111,12 +108,11 @@ def run_step(
     warm_s: float,
     window_s: float,
     rates: dict[str, int] | None = None,
-    threads: int = 0,
 ) -> dict[str, Any]:
     """N streams with the new pipeline (or the old one) for ``window_s`` after ``warm_s``;
     ``rates={}``: no analyzers."""
     rates = (OLD if old else NEW) if rates is None else rates
-    proc, url = _server(workdir, feeder.ports[:n], rates, old, threads)
+    proc, url = _server(workdir, feeder.ports[:n], rates, old)
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             time.sleep(warm_s)  # connect, first frames, the first 10 s heart-rate window

@@ -35,7 +35,7 @@ _ids = itertools.count(1)
 # frame is taken at EARLY credit short of a whole one (decode jitter moves frames by
 # milliseconds) and costs one; at most BURST frames' credit is kept, so the two frames a
 # decoder with B-frames releases together after a gap are both taken. The long-run rate is
-# exact: credit stays between EARLY - 1 and BURST.
+# exact: credit stays between -EARLY and BURST.
 EARLY = 0.4
 BURST = 2.0
 
