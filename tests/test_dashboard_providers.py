@@ -32,6 +32,12 @@ def test_provider_panel_shows_spend_breaker_and_budget_skips(server) -> None:
             timeout=20000,
         )
         assert int(row.locator(".calls").inner_text()) >= 1
+        # The reason shows while the budget holds; a call at the turn of the minute clears
+        # it until the next clip is skipped, so one poll may fall between the two.
+        page.wait_for_function(
+            "() => /skipping clips/.test(document.querySelector('#budget-list').textContent)",
+            timeout=20000,
+        )
         budgets = page.locator("#budget-list").inner_text()
         assert "demo: skipping clips: stream demo (clips.budget): budget of 1 calls/min" in budgets
         assert page.locator("#providers .shared").inner_text() == "counted on this node"
