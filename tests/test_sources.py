@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -235,3 +236,39 @@ def test_rtsp_credentials_in_the_url(harness: list[Harness], rtsp_server, auth: 
     assert wrong.source.transport == "tcp"
     st = wrong.source.status()
     assert "wrong-pw" not in str(st) and st["url"].startswith("rtsp://viewer:***@")
+
+
+def test_frames_delivered_in_bursts_keep_the_cameras_spacing(
+    harness: list[Harness], tmp_path: Path, ffmpeg: str
+) -> None:
+    """A camera (or a busy network) that delivers a second of frames at once: arrival times
+    bunch, but each frame's capture time keeps the camera's 1/15 s spacing, which heart rate
+    and the hub's rate limits read."""
+    ts_file = tmp_path / "clip.ts"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-t", "6",
+         "-c:v", "libx264", "-g", "15", "-bf", "0", "-f", "mpegts", str(ts_file)],
+        check=True,
+    )  # fmt: skip
+    data = ts_file.read_bytes()
+
+    def bursts() -> Iterator[bytes]:
+        per_second = len(data) // 6
+        for i in range(0, len(data), per_second):
+            yield data[i : i + per_second]
+            time.sleep(1.0)
+
+    srv = ByteCamera(bursts)
+    try:
+        h = start(harness, srv.url, loop=False)
+        wait_until(lambda: h.source.frames_in >= 60, 20, what="60 frames")
+        frames = []
+        while (f := h.sub.get(timeout=0)) is not None:
+            frames.append(f)
+        arrival = [b.ts - a.ts for a, b in itertools.pairwise(frames)]
+        shot = [b.capture_ts - a.capture_ts for a, b in itertools.pairwise(frames)]
+        assert sum(gap < 0.01 for gap in arrival) > len(arrival) / 2  # they came bunched
+        assert all(abs(gap - 1 / 15) < 0.002 for gap in shot), shot
+        assert frames[0].capture_ts == pytest.approx(frames[0].ts, abs=0.01)
+    finally:
+        srv.stop()

@@ -121,8 +121,8 @@ class AttentionAnalyzer(Analyzer):
         self._next_report = float("-inf")
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
-        seen = self.context.faces.update(image, frame.ts, look=True)
-        return self.reading(seen, placement(image, frame), frame.ts)
+        seen = self.context.faces.update(image, frame.capture_ts, look=True)
+        return self.reading(seen, placement(image, frame), frame.capture_ts)
 
     def reading(self, seen: FaceFrame, place: Placement, ts: float) -> dict[str, Any] | None:
         """The payload for one frame's faces at ``ts``, or None when nothing is due."""

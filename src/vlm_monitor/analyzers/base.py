@@ -89,7 +89,7 @@ class StreamContext:
         return self.faces.detections
 
     def face(self, image: np.ndarray, frame: Frame) -> TrackedFace | None:
-        return self.faces.update(image, frame.ts).main
+        return self.faces.update(image, frame.capture_ts).main
 
 
 def placement(image: np.ndarray, frame: Frame) -> Placement:

@@ -100,7 +100,7 @@ class HeartRateAnalyzer(Analyzer):
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         face = self.context.face(image, frame)
         rgb = None if face is None else skin_mean(image, *face.skin_regions())
-        reading = self._estimator.add(frame.ts, rgb)
+        reading = self._estimator.add(frame.capture_ts, rgb)
         if reading is None:
             return None
         confidence = 0.0
@@ -136,15 +136,15 @@ class MotionAnalyzer(Analyzer):
         self._next_report = 0.0
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
-        reading = self._detector.update(image, frame.ts)
+        reading = self._detector.update(image, frame.capture_ts)
         if reading.level >= self.params.min_level:
-            self._last_motion = frame.ts
-        moving = frame.ts - self._last_motion <= self.params.hold_s
+            self._last_motion = frame.capture_ts
+        moving = frame.capture_ts - self._last_motion <= self.params.hold_s
         payload = motion_fields(reading, moving, placement(image, frame))
         self.context.latest[self.name] = payload
         changed, self._moving = moving != self._moving, moving
-        if changed or (moving and frame.ts >= self._next_report):
-            self._next_report = frame.ts + self.params.report_every_s
+        if changed or (moving and frame.capture_ts >= self._next_report):
+            self._next_report = frame.capture_ts + self.params.report_every_s
             return payload
         return None
 

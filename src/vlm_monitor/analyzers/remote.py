@@ -125,11 +125,12 @@ class RemoteAnalysis(RedisLink):
         loop = asyncio.get_running_loop()
         key = analysis_keys(self.channel, feed.stream.id)["jobs"]
         async for frame in feed.sub:
-            due = feed.due(frame.ts)
+            due = feed.due(frame.capture_ts)
             if not due:
                 continue
             jpeg = await loop.run_in_executor(self.pool, self._encode, frame, feed)
-            meta = {"stream": feed.stream.id, "seq": frame.seq, "ts": frame.ts, "due": due,
+            meta = {"stream": feed.stream.id, "seq": frame.seq, "ts": frame.ts,
+                    "capture_ts": frame.capture_ts, "due": due,
                     "source": list(frame.source_size), "analyzers": feed.configs,
                     "reply_to": self.results_key}  # fmt: skip
             try:

@@ -33,12 +33,12 @@ import numpy as np
 
 from vlm_monitor.clips.builder import ClipBuilder, SamplingFailed
 from vlm_monitor.clips.clipqueue import ClipQueue
-from vlm_monitor.clips.clock import MediaClock
 from vlm_monitor.clips.sampling import SamplingStrategy
 from vlm_monitor.clips.store import ClipStore
 from vlm_monitor.clips.types import FrameData, ResultData, VideoInfo, iso
 from vlm_monitor.clips.workers import WorkerThreads
 from vlm_monitor.config import ClipsConfig
+from vlm_monitor.media_clock import MediaClock
 from vlm_monitor.stats import percentile
 from vlm_monitor.vlm.base import (
     BudgetSpent,

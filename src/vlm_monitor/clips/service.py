@@ -65,7 +65,7 @@ class StreamClips:
             boxes = None if self._boxes is None else self._boxes.around(self.stream, frame.ts)
             # The shared downscale: computed once per frame for every consumer of this budget.
             image = frame.bgr_fit(self._size)
-            self.processor.add_frame(image, frame.ts, frame.seq, frame.pts_time, boxes)
+            self.processor.add_frame(image, frame.capture_ts, frame.seq, None, boxes)
 
 
 class ClipService:

@@ -97,16 +97,16 @@ class Subscription:
             if self.closed:
                 return None
             if self._interval and self._aligned:
-                slot = math.floor(frame.ts / self._interval)
+                slot = math.floor(frame.capture_ts / self._interval)
                 if slot <= self._last_slot:
                     self.stats.skipped += 1
                     return None
                 self._last_slot = slot
             elif self._interval:
                 if self._last_ts is not None:
-                    gained = max(0.0, frame.ts - self._last_ts) / self._interval
+                    gained = max(0.0, frame.capture_ts - self._last_ts) / self._interval
                     self._credit = min(BURST, self._credit + gained)
-                self._last_ts = frame.ts
+                self._last_ts = frame.capture_ts
                 if self._credit < 1.0 - EARLY:
                     self.stats.skipped += 1
                     return None

@@ -1,7 +1,8 @@
 """Wire format of the frame push channel (``WS /internal/video/ws/{subscription_id}``).
 
 Each binary WebSocket message is one frame: a 4-byte big-endian header length N, N bytes of
-UTF-8 JSON ``{"stream", "seq", "ts", "width", "height"}``, then the JPEG bytes.
+UTF-8 JSON ``{"stream", "seq", "ts", "width", "height"}`` (plus ``capture_ts``, when the frame
+was shot on the media clock, from backends that know it), then the JPEG bytes.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ class FrameMessage:
     width: int
     height: int
     jpeg: bytes
+    capture_ts: float | None = None  # unix seconds when it was shot (``Frame.capture_ts``)
 
 
 def pack(msg: FrameMessage) -> bytes:
-    header = json.dumps(
-        {
-            "stream": msg.stream,
-            "seq": msg.seq,
-            "ts": msg.ts,
-            "width": msg.width,
-            "height": msg.height,
-        }
-    ).encode()
+    head = {
+        "stream": msg.stream,
+        "seq": msg.seq,
+        "ts": msg.ts,
+        "width": msg.width,
+        "height": msg.height,
+    }
+    if msg.capture_ts is not None:
+        head["capture_ts"] = msg.capture_ts
+    header = json.dumps(head).encode()
     return _LEN.pack(len(header)) + header + msg.jpeg
 
 
@@ -52,6 +55,7 @@ def unpack(data: bytes) -> FrameMessage:
             int(head["width"]),
             int(head["height"]),
             data[_LEN.size + n :],
+            None if head.get("capture_ts") is None else float(head["capture_ts"]),
         )
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise ValueError(f"bad frame message header: {exc}") from None

@@ -31,6 +31,10 @@ DEFAULT_RATE = 25.0  # frames per second when a stream states none (FFmpeg's ima
 MAX_RATE = 120.0  # no paced source plays faster, whatever its timestamps or rate claim
 _MAX_STEP = 10.0  # a timestamp jump longer than this (s) is a discontinuity, not a pause
 _MAX_LAG = 0.5  # after falling behind, catch up at most this much (s) in a burst
+# FFmpeg's AVFMT_NOTIMESTAMPS: the demuxer invents timestamps (raw H.264/HEVC, MJPEG over
+# HTTP, image sequences) by counting frames at a guessed rate, so they are not when frames
+# were shot.
+_NO_TIMESTAMPS = 0x0080
 
 
 def _paced_sleep(stop: threading.Event, due: float) -> None:
@@ -91,6 +95,8 @@ def pyav_frames(
 
     ``pace`` plays a file in real time (see ``Pacer``); ``loop`` restarts it at the end.
     ``display`` learns the codec and turns pictures upright (their display rotation).
+    Frames of formats without real timestamps come without ``pts``: they were shot when
+    they arrived, as far as anyone can tell.
     Corrupt packets are counted through ``on_decode_error`` and skipped. Demuxers that open
     further inputs are refused with ``RefusedInputError``, but for those in ``allow`` (whose
     further inputs the ``protocol_whitelist`` option confines). ``on_packet(stream, packet)``
@@ -107,6 +113,7 @@ def pyav_frames(
                 display.opened(stream)
             if pacer is None and (pace or container.format.name in PACED_FORMATS):
                 pacer = Pacer(stop, nominal_rate(stream))
+            invented = bool(container.format.flags & _NO_TIMESTAMPS)
             while not stop.is_set():
                 for packet in container.demux(stream):
                     if stop.is_set():
@@ -122,6 +129,8 @@ def pyav_frames(
                     for frame in frames:
                         if pacer is not None:
                             pacer.wait(frame.time)
+                        if invented:
+                            frame.pts = None
                         last_frame = time.monotonic()
                         yield frame if display is None else display.upright(frame)
                     if now - last_frame > stall_timeout:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import av
 
 from vlm_monitor.config import StreamConfig
+from vlm_monitor.media_clock import MediaClock
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.sources.display import Display
 from vlm_monitor.sources.failures import describe
@@ -72,6 +73,7 @@ class Source:
         self.reconnects = 0
         self.format_changes = 0  # the picture's size or codec changed (a camera reconfigured)
         self._format: tuple[int, int, str | None] | None = None
+        self._clock = MediaClock()  # one time line across reconnects: it never goes back
         self.width = 0  # displayed shape: after the display rotation
         self.height = 0
         self.display = Display()
@@ -283,7 +285,8 @@ class Source:
     def _publish(self, source: Any) -> None:
         now = time.time()
         self.frames_in += 1
-        frame = Frame(self.id, self.frames_in, now, source)
+        shot = self._clock.unix(now, pts_time(source))
+        frame = Frame(self.id, self.frames_in, now, source, capture_ts=shot)
         fmt = (frame.width, frame.height, self.display.codec)
         if fmt != self._format:
             if self._format is not None:
@@ -299,3 +302,9 @@ class Source:
         if self.state is not StreamState.LIVE:
             self._set_state(StreamState.LIVE)
         self._on_frame(frame)
+
+
+def pts_time(source: Any) -> float | None:
+    """Presentation time in seconds of a decoded picture, when its source has a clock."""
+    time_s = getattr(source, "time", None)
+    return float(time_s) if time_s is not None else None

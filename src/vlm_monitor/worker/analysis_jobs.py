@@ -189,7 +189,9 @@ class AnalysisWorker:
                 raise ValueError("the frame is not a JPEG")
             analyzers = self._analyzers(stream, meta["analyzers"])
             due, reply_to = list(meta["due"]), str(meta["reply_to"])
-            frame = Frame(stream, int(meta["seq"]), float(meta["ts"]), image, _source(meta))
+            ts = float(meta["ts"])
+            shot = float(meta.get("capture_ts", ts))  # older backends do not send it
+            frame = Frame(stream, int(meta["seq"]), ts, image, _source(meta), shot)
         except Exception as exc:  # any malformed job is dead, not a crash
             self._dead(key, entry_id, fields, f"bad job: {type(exc).__name__}: {exc}")
             return

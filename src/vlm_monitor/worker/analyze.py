@@ -192,13 +192,13 @@ class StreamAnalysis:
         size = source if budget is None else fit_budget(*source, *budget)
         if size != source:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return Frame(self.stream.id, msg.seq, msg.ts, image, source)
+        return Frame(self.stream.id, msg.seq, msg.ts, image, source, msg.capture_ts)
 
     async def _read(self, client: BackendVideoClient) -> None:
         loop = asyncio.get_running_loop()
         async for msg in client.frames():
             self.frames.add(msg.seq, msg.ts)
-            due = self._due(msg.ts)
+            due = self._due(msg.ts if msg.capture_ts is None else msg.capture_ts)
             if not due:
                 continue
             frame = await loop.run_in_executor(self.pool, self._decode, msg)

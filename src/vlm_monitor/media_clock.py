@@ -1,4 +1,7 @@
-"""The clip pipeline's time line: seconds since the first frame, on the media clock."""
+"""A stream's time line on its media clock: when each frame was shot, by its presentation
+time, anchored to the arrival clock. Decode-exit times bunch and stretch when the machine is
+busy (a decoder thread waiting for a core lets frames queue, then releases them together);
+presentation times keep the camera's spacing, which is what rates and the pulse are read on."""
 
 from __future__ import annotations
 
@@ -15,7 +18,14 @@ class MediaClock:
         self._pts_base: float | None = None  # pts value at relative time 0
         self._last = 0.0
 
+    def unix(self, timestamp: float, pts: float | None) -> float:
+        """Unix seconds on the media clock of a frame that arrived at ``timestamp``."""
+        relative = self.relative(timestamp, pts)
+        assert self._t0 is not None
+        return self._t0 + relative
+
     def relative(self, timestamp: float, pts: float | None) -> float:
+        """Seconds since the first frame on the media clock."""
         if self._t0 is None:
             self._t0 = timestamp
         wall = timestamp - self._t0
