@@ -98,7 +98,12 @@ async def push_frames(websocket: WebSocket, subscription_id: str, services: Serv
             await websocket.send_bytes(
                 wire.pack(
                     wire.FrameMessage(
-                        frame.stream_id, frame.seq, frame.ts, frame.width, frame.height, jpeg,
+                        frame.stream_id,
+                        frame.seq,
+                        frame.ts,
+                        frame.width,
+                        frame.height,
+                        jpeg,
                         frame.capture_ts,
                     )
                 )
