@@ -6,6 +6,11 @@ presentation times keep the camera's spacing, which is what rates and the pulse 
 from __future__ import annotations
 
 PTS_MAX_DRIFT_S = 5.0  # media clock this far from arrival: a jump (reconnect/loop), re-anchor
+# At a discontinuity, a frame that arrived within this much of when the next one was due
+# continues the time line one frame on (a looped file, a camera's clock reset); one further
+# off (a reconnect after an outage) is placed at its arrival.
+RESYNC_S = 1.0
+MAX_STEP_S = 1.0  # a longer step between two frames is a pause, not the frame period
 
 
 class MediaClock:
@@ -17,6 +22,7 @@ class MediaClock:
         self._t0: float | None = None
         self._pts_base: float | None = None  # pts value at relative time 0
         self._last = 0.0
+        self._step = 0.0  # the last frame-to-frame step seen on the media clock
 
     def unix(self, timestamp: float, pts: float | None) -> float:
         """Unix seconds on the media clock of a frame that arrived at ``timestamp``."""
@@ -35,10 +41,16 @@ class MediaClock:
             return self._last
         if self._pts_base is not None:
             media = pts - self._pts_base
-            if abs(media - wall) < PTS_MAX_DRIFT_S and media >= self._last:
+            step = media - self._last
+            if abs(media - wall) < PTS_MAX_DRIFT_S and step >= 0:
+                if 0 < step <= MAX_STEP_S:
+                    self._step = step
                 self._last = media
                 return media
-        # (Re)anchor the media clock to the arrival clock.
-        self._last = max(wall, self._last)
+            due = self._last + self._step
+            # Re-anchor: one frame on when that is about now, else at the arrival.
+            self._last = max(due if abs(wall - due) < RESYNC_S else wall, self._last)
+        else:
+            self._last = max(wall, self._last)
         self._pts_base = pts - self._last
         return self._last

@@ -100,6 +100,10 @@ def placement(image: np.ndarray, frame: Frame) -> Placement:
 class Analyzer(ABC):
     name: ClassVar[str]
     stateful: ClassVar[bool] = True  # keeps state across frames of its stream
+    # Seconds of frames kept in order while one is analysed; 0: only the newest is kept (a
+    # slow analyzer skips to the present). An analyzer reading a signal over time keeps a
+    # backlog, so a moment of queueing for a core delays its samples instead of losing them.
+    backlog_s: ClassVar[float] = 0.0
 
     def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
         self.config, self.context = config, context

@@ -84,6 +84,7 @@ class HeartRateAnalyzer(Analyzer):
     trusted."""
 
     name = "heart_rate"
+    backlog_s = 0.5  # the pulse needs every sample at the asked rate, not the newest one
 
     def __init__(self, config: AnalyzerConfig, context: StreamContext) -> None:
         super().__init__(config, context)

@@ -1,10 +1,12 @@
 """Runs each stream's analyzers: hub subscription -> worker pool -> typed results.
 
-Scheduling: one asyncio task per (stream, analyzer) takes frames from a ``latest`` hub
-subscription decimated to the analyzer's rate and hands one frame at a time to a shared
-thread pool. While a frame is being analysed, newer frames replace each other in the
-subscription (counted as ``dropped``), so a slow analyzer falls back to the newest frame and
-never builds a queue; the pool's own queue holds at most one job per (stream, analyzer).
+Scheduling: one asyncio task per (stream, analyzer) takes frames from a hub subscription
+decimated to the analyzer's rate and hands one frame at a time to a shared thread pool.
+While a frame is being analysed, newer frames replace each other in the subscription
+(counted as ``dropped``), so a slow analyzer falls back to the newest frame and never builds
+a queue; an analyzer with a ``backlog_s`` (heart rate) keeps that many seconds of frames in
+order instead, the oldest dropped when full. The pool's own queue holds at most one job per
+(stream, analyzer).
 Threads, not processes: OpenCV, NumPy and the TFLite interpreter release the GIL, and frames
 are shared without copying (see bench/analyzers.py for the measured capacity). When the
 machine cannot keep up, ``overload.LoadGovernor`` sheds every runner's rate evenly.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -191,10 +194,12 @@ class AnalyzerService:
             raise ValueError(f"stream {stream.id}: {exc}") from exc
         runners = {}
         for analyzer in analyzers.values():
+            backlog = math.ceil(analyzer.fps * analyzer.backlog_s)
             sub = self.hub.subscribe(
                 stream.id,
                 f"analyzer:{analyzer.name}",
-                "latest",
+                "ring" if backlog else "latest",
+                capacity=max(1, backlog),
                 frame_rate=self.governor.start_rate(analyzer.name, analyzer.fps),
                 size=stream.analysis_dims,
             )

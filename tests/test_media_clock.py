@@ -1,0 +1,42 @@
+"""The media clock: frames placed by when they were shot, across bursts, loops and outages."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from vlm_monitor.media_clock import MediaClock
+
+T0 = 1_700_000_000.0
+
+
+def test_bursty_arrivals_keep_the_presentation_spacing() -> None:
+    clock = MediaClock()
+    # 15 fps shot, delivered in bursts of five frames every third of a second.
+    times = [clock.unix(T0 + (i // 5) * 5 / 15 + 0.001 * (i % 5), i / 15) for i in range(30)]
+    assert times == pytest.approx([T0 + i / 15 for i in range(30)], abs=1e-5)
+
+
+def test_a_loop_restarting_presentation_times_continues_one_frame_on() -> None:
+    clock = MediaClock()
+    times = [clock.unix(T0 + i / 15 + 0.2 * (i > 100), (i % 150) / 15) for i in range(300)]
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    # The loop at frame 150 arrives 0.2 s late (the machine was busy): no gap in the time line.
+    assert steps == pytest.approx([1 / 15] * 299, abs=1e-5)
+
+
+def test_an_outage_reanchors_at_the_arrival() -> None:
+    clock = MediaClock()
+    before = [clock.unix(T0 + i / 15, 100 + i / 15) for i in range(15)]
+    after = clock.unix(T0 + 6.0, 0.0)  # reconnected 5 s later, the camera's clock restarted
+    assert after == pytest.approx(T0 + 6.0)
+    assert clock.unix(T0 + 6.1, 0.5) == pytest.approx(T0 + 6.5)  # then by pts again
+    assert before[-1] < after
+
+
+def test_without_presentation_times_arrival_is_used_and_never_goes_back() -> None:
+    clock = MediaClock()
+    assert clock.unix(T0, None) == T0
+    assert clock.unix(T0 + 1.0, None) == T0 + 1.0
+    assert clock.unix(T0 + 0.5, None) == T0 + 1.0  # an arrival stamp out of order
