@@ -62,6 +62,7 @@ def _server(
     ports: list[int],
     rates: dict[str, int],
     old: bool,
+    processes: int = 0,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     streams = [
@@ -74,6 +75,7 @@ def _server(
     config = {
         "server": {"port": port, "data_dir": str(run / "data"), "log_dir": str(run / "logs")},
         "streams": streams,
+        "analysis": {"processes": processes},
     }
     path = run / "config.json"
     path.write_text(json.dumps(config))
@@ -96,8 +98,16 @@ def _server(
 
 
 def _cpu_s(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    """CPU seconds of the server and its analyzer processes."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def run_step(
@@ -108,11 +118,12 @@ def run_step(
     warm_s: float,
     window_s: float,
     rates: dict[str, int] | None = None,
+    processes: int = 0,
 ) -> dict[str, Any]:
     """N streams with the new pipeline (or the old one) for ``window_s`` after ``warm_s``;
-    ``rates={}``: no analyzers."""
+    ``rates={}``: no analyzers; ``processes``: analyzer processes (0: threads)."""
     rates = (OLD if old else NEW) if rates is None else rates
-    proc, url = _server(workdir, feeder.ports[:n], rates, old)
+    proc, url = _server(workdir, feeder.ports[:n], rates, old, processes)
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             time.sleep(warm_s)  # connect, first frames, the first 10 s heart-rate window

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlm_monitor.analyzers.overload import LoadGovernor
+from vlm_monitor.analyzers.overload import WARM_S, LoadGovernor
 from vlm_monitor.analyzers.rppg import MIN_RATE_HZ, HeartRateEstimator
 from vlm_monitor.config.vlm import OverloadConfig
 from vlm_monitor.testing import CameraProcess, ServerProcess, wait_until
@@ -47,6 +47,15 @@ def governor(**overrides: object) -> LoadGovernor:
     return LoadGovernor(OverloadConfig.model_validate({"period_s": 1, **overrides}), threads=2)
 
 
+def first_look(gov: LoadGovernor, runners: list[ScriptedRunner]) -> None:
+    """The governor learns the runners' counters, and they pass their first seconds (not
+    counted) without a frame wanted."""
+    gov.measure(runners, next(SECONDS))
+    for _ in range(math.ceil(WARM_S)):
+        next(SECONDS)
+    gov.measure(runners, next(SECONDS))
+
+
 def test_overload_sheds_every_analyzer_by_the_same_share_and_heart_rate_keeps_its_floor() -> None:
     gov = governor(min_share=0.3)
     runners = [
@@ -58,7 +67,7 @@ def test_overload_sheds_every_analyzer_by_the_same_share_and_heart_rate_keeps_it
             ScriptedRunner(sid, "heart_rate", 15),
         )
     ]
-    gov.measure(runners, next(SECONDS))  # first look: counters known, nothing to compare yet
+    first_look(gov, runners)
     for r in runners:
         r.period(kept=0.6, busy_s=0.7)  # 2 threads fully busy, 40 % of frames lost
     gov.measure(runners, next(SECONDS))
@@ -84,7 +93,7 @@ def test_overload_sheds_every_analyzer_by_the_same_share_and_heart_rate_keeps_it
 def test_rates_come_back_when_there_is_room_and_new_streams_are_refused_at_the_floor() -> None:
     gov = governor(min_share=0.5)
     runner = ScriptedRunner("a", "emotion", 10)
-    gov.measure([runner], next(SECONDS))
+    first_look(gov, [runner])
     while gov.share > 0.5:
         runner.period(kept=0.5, busy_s=2.0)
         gov.measure([runner], next(SECONDS))
@@ -102,7 +111,7 @@ def test_rates_come_back_when_there_is_room_and_new_streams_are_refused_at_the_f
 def test_one_slow_analyzer_degrades_only_its_stream() -> None:
     gov = governor()
     slow, fine = ScriptedRunner("a", "ocr", 10), ScriptedRunner("b", "emotion", 5)
-    gov.measure([slow, fine], next(SECONDS))
+    first_look(gov, [slow, fine])
     slow.period(kept=0.3, busy_s=1.0)  # one thread of two: the machine has room
     fine.period(kept=1.0, busy_s=0.05)
     gov.measure([slow, fine], next(SECONDS))
@@ -116,7 +125,7 @@ def test_one_slow_analyzer_degrades_only_its_stream() -> None:
 def test_admit_refuse_refuses_as_soon_as_analyzers_shed() -> None:
     gov = governor(admit="refuse", min_share=0.2)
     runner = ScriptedRunner("a", "emotion", 10)
-    gov.measure([runner], next(SECONDS))
+    first_look(gov, [runner])
     runner.period(kept=0.8, busy_s=2.0)
     gov.measure([runner], next(SECONDS))
     assert 0.2 < gov.share < 1
@@ -192,7 +201,7 @@ def test_most_analyzers_losing_frames_is_overload_even_with_idle_threads() -> No
     though their threads wait: when most of them lose frames, that is overload too."""
     gov = governor()
     runners = [ScriptedRunner(s, "emotion", 5) for s in "abc"]
-    gov.measure(runners, next(SECONDS))
+    first_look(gov, runners)
     for r in runners:
         r.period(kept=0.5, busy_s=0.1)
     gov.measure(runners, next(SECONDS))
@@ -205,10 +214,29 @@ def test_analyzers_restarted_under_the_same_name_count_from_zero() -> None:
     """Analyzers put again on a stream start new counters: not a negative period."""
     gov = governor()
     old = ScriptedRunner("a", "emotion", 5)
+    first_look(gov, [old])
     old.period(kept=1.0, busy_s=5.0, seconds=100)
     gov.measure([old], next(SECONDS))
     new = ScriptedRunner("a", "emotion", 5)
+    first_look(gov, [new])  # its counters are below the old one's
+    assert gov.late == 0 and gov.busy == 0 and gov.share == 1
     new.period(kept=0.5, busy_s=1.9)
     gov.measure([new], next(SECONDS))
     assert gov.late == pytest.approx(0.5, abs=0.1) and gov.busy == pytest.approx(0.95)
     assert gov.share < 1
+
+
+def test_frames_lost_while_analyzers_start_are_not_overload() -> None:
+    """Loading models and the first frames of many cameras at once lose frames once."""
+    gov = governor()
+    runners = [ScriptedRunner(s, "emotion", 5) for s in "abc"]
+    gov.measure(runners, next(SECONDS))
+    for _ in range(4):  # seconds, all within their warm-up
+        for r in runners:
+            r.period(kept=0.3, busy_s=0.7)
+        gov.measure(runners, next(SECONDS))
+    assert gov.share == 1 and gov.degraded("a") is None
+    for r in runners:  # then they keep up
+        r.period(kept=1.0, busy_s=0.2)
+    gov.measure(runners, next(SECONDS))
+    assert gov.share == 1 and gov.late == 0

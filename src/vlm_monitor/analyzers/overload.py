@@ -33,6 +33,9 @@ LATE_SHARE = 0.05  # frames lost above this share of those wanted: behind
 SLOW_RUNNER_SHARE = 0.2  # one runner losing this share while the machine is not full: slow
 RISE = 1.1  # rates rise by 10 % a period while there is room: slowly, to find the limit
 MARGIN = 0.95  # shed a little below what was kept, so the queue drains
+# A runner's first seconds are not counted: loading models and the first frames of a camera
+# (or of many, at start-up) lose frames once, which is no measure of the load to come.
+WARM_S = 5.0
 # Least rate each analyzer sheds to. Heart rate's band needs MIN_RATE_HZ samples a second:
 # below it a reading is worthless, so it keeps that rate and the others shed more.
 FLOOR_FPS = {"heart_rate": MIN_RATE_HZ}
@@ -60,6 +63,7 @@ class _Seen:
     lost: int = 0
     busy_s: float = 0.0
     late: float = 0.0  # share of wanted frames lost over the last period
+    born: float = 0.0  # monotonic time first seen
 
 
 def shed_rate(name: str, target: float, share: float) -> float:
@@ -94,13 +98,16 @@ class LoadGovernor:
         for runner in runners:
             key = (runner.stream_id, runner.name)
             t, d, b = runner.counters()
-            before = self._seen.get(key, _Seen(t, d, b))
+            before = self._seen.get(key, _Seen(t, d, b, born=now))
             if t < before.taken or d < before.lost or b < before.busy_s:
-                before = _Seen()  # a new runner under the same name: its counters start at 0
+                before = _Seen(born=now)  # a new runner under the same name: counters from 0
+            seen[key] = _Seen(t, d, b, born=before.born)
+            if now - before.born < WARM_S:
+                continue
             dt, dd = t - before.taken, d - before.lost
             taken, lost, busy = taken + dt, lost + dd, busy + b - before.busy_s
             late = dd / (dt + dd) if dt + dd else 0.0
-            seen[key] = _Seen(t, d, b, late)
+            seen[key].late = late
             if late > SLOW_RUNNER_SHARE:
                 slow[runner.stream_id] = (
                     f"{runner.name} loses {late:.0%} of its frames: each takes longer than "

@@ -29,6 +29,7 @@ from vlm_monitor.analyzers.base import AnalysisResult, Analyzer, SharedModels, S
 from vlm_monitor.analyzers.builtin import ANALYZERS, build_analyzers
 from vlm_monitor.analyzers.overload import LoadGovernor
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
+from vlm_monitor.analyzers.processes import AnalyzerProcesses, ProcessAnalyzerError
 from vlm_monitor.analyzers.remote import RemoteAnalysis
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import AnalysisConfig, StreamConfig
@@ -40,7 +41,8 @@ STOP_WAIT_S = 5.0
 
 
 class AnalyzerRunner:
-    """One analyzer on one stream, run in this process's thread pool."""
+    """One analyzer on one stream, run in this process's thread pool or in an analyzer
+    process."""
 
     def __init__(
         self,
@@ -49,9 +51,12 @@ class AnalyzerRunner:
         size: tuple[int, int] | None,
         pool: ThreadPoolExecutor,
         on_result: Callable[[AnalysisResult], None],
+        processes: AnalyzerProcesses | None = None,
     ) -> None:
+        """``processes``: run the analysis there (the stream was placed on one), not in
+        ``pool``."""
         self.analyzer, self.sub, self.size, self.pool = analyzer, sub, size, pool
-        self.on_result = on_result
+        self.on_result, self.processes = on_result, processes
         self.stats = RunnerStats(sub.stream_id, analyzer.name, analyzer.fps)
         self.task: asyncio.Task[None] | None = None
         self.busy_s = 0.0  # written by the one job in flight, read by the governor
@@ -84,29 +89,73 @@ class AnalyzerRunner:
             self.busy_s += time.perf_counter() - start
 
     async def run(self) -> None:
+        if self.processes is not None:
+            await self._run_in_process(self.processes)
+            return
         loop = asyncio.get_running_loop()
-        name, stream = self.analyzer.name, self.sub.stream_id
         async for frame in self.sub:
             try:
                 payload = await loop.run_in_executor(self.pool, self._analyze, frame)
             except Exception as exc:
                 self.stats.failed(f"{type(exc).__name__}: {exc}", exc)
                 continue
-            if payload is None:
-                self.stats.analysed(None)
-                continue
-            self.analyzer.context.latest[name] = payload
-            latency = time.time() - frame.ts
-            self.stats.analysed(latency)
-            self.on_result(AnalysisResult(stream, name, frame.seq, frame.ts, latency, payload))
+            self._publish(frame, payload)
+
+    async def _run_in_process(self, processes: AnalyzerProcesses) -> None:
+        """Jobs go to the process in frame order; an analyzer with a backlog keeps that many
+        in flight, so a round trip through this busy process does not bound its rate (the
+        process runs them one after the other; results are published in frame order)."""
+        window = asyncio.Semaphore(max(1, self.sub.capacity))
+        previous: asyncio.Task[None] | None = None
+        async for frame in self.sub:
+            await window.acquire()
+            job = processes.submit(self.stream_id, self.name, frame, self.size)
+            previous = asyncio.create_task(self._finish(frame, job, previous, window))
+        if previous is not None:
+            await previous
+
+    async def _finish(
+        self,
+        frame: Frame,
+        job: asyncio.Future[tuple[dict[str, Any] | None, float]],
+        previous: asyncio.Task[None] | None,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            try:
+                payload, busy = await job
+                self.busy_s += busy
+            except ProcessAnalyzerError as exc:  # its text names the error's type already
+                self.stats.failed(str(exc))
+                return
+            finally:
+                if previous is not None:
+                    await previous
+            self._publish(frame, payload)
+        finally:
+            window.release()
+
+    def _publish(self, frame: Frame, payload: dict[str, Any] | None) -> None:
+        if payload is None:
+            self.stats.analysed(None)
+            return
+        self.analyzer.context.latest[self.name] = payload
+        latency = time.time() - frame.ts
+        self.stats.analysed(latency)
+        self.on_result(
+            AnalysisResult(self.stream_id, self.name, frame.seq, frame.ts, latency, payload)
+        )
 
     def status(self) -> dict[str, Any]:
         self.stats.dropped = self.sub.stats.dropped  # newer frames came while one was analysed
         running = self.sub.frame_rate  # below the target while overload sheds
-        return {
+        status = {
             **self.stats.status(),
             "fps_running": None if running is None else round(running, 2),
         }
+        if self.processes is not None:
+            status["where"] = f"process {self.processes.placed(self.stream_id)}"
+        return status
 
 
 class AnalyzerService:
@@ -125,7 +174,11 @@ class AnalyzerService:
         self.publish = publish
         threads = config.threads or os.cpu_count() or 2
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="analyzer")
-        self.governor = LoadGovernor(config.overload, threads)
+        self.processes: AnalyzerProcesses | None = None
+        if config.processes and redis is None:
+            self.processes = AnalyzerProcesses(config.processes)
+        # One job at a time per thread, or per process: what "busy" is measured against.
+        self.governor = LoadGovernor(config.overload, config.processes or threads)
         self._governing: asyncio.Task[None] | None = None
         self.models = SharedModels()
         self.remote: RemoteAnalysis | None = None
@@ -146,6 +199,8 @@ class AnalyzerService:
         if self.remote is not None:
             await self.remote.start()
         else:
+            if self.processes is not None:
+                await self.processes.start()
             self._governing = asyncio.create_task(self._govern(), name="analyzer-governor")
 
     async def _govern(self) -> None:
@@ -203,16 +258,21 @@ class AnalyzerService:
                 frame_rate=self.governor.start_rate(analyzer.name, analyzer.fps),
                 size=stream.analysis_dims,
             )
-            runner = AnalyzerRunner(analyzer, sub, stream.analysis_dims, self.pool, self.publish)
+            runner = AnalyzerRunner(
+                analyzer, sub, stream.analysis_dims, self.pool, self.publish, self.processes
+            )
             runner.task = asyncio.create_task(
                 runner.run(), name=f"analyzer-{stream.id}-{analyzer.name}"
             )
             runners[analyzer.name] = runner
+        where = "threads"
+        if self.processes is not None:
+            where = f"process {self.processes.add(stream.id, stream.analyzers)}"
         self.contexts[stream.id] = context
         self.running[stream.id] = runners
         log.info(
             "analyzers started",
-            extra={"fields": {"stream": stream.id, "analyzers": list(runners)}},
+            extra={"fields": {"stream": stream.id, "analyzers": list(runners), "where": where}},
         )
 
     async def stop(self, stream_id: str) -> None:
@@ -234,12 +294,16 @@ class AnalyzerService:
             _, pending = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
             for task in pending:
                 task.cancel()
+        if self.processes is not None:
+            self.processes.remove(stream_id)
 
     async def stop_all(self) -> None:
         await cancel_and_wait(self._governing)
         await asyncio.gather(*(self.stop(sid) for sid in {*self.running, *self.remote_stats}))
         if self.remote is not None:
             await self.remote.stop()
+        if self.processes is not None:
+            await self.processes.stop()
         await asyncio.to_thread(self.pool.shutdown, wait=True, cancel_futures=True)
 
     # StreamHooks: called from a worker thread by the stream manager.

@@ -33,11 +33,13 @@ class SessionBody(BaseModel):
 
 @router.get("/api/analyzers")
 async def list_analyzers(services: ServicesDep) -> dict[str, Any]:
+    procs = services.analyzers.processes
     return {
         "available": available(),
         "streams": {sid: services.analyzers.status(sid) for sid in services.streams.ids()},
         "storage": services.analysis_writer.status(),
         "overload": services.analyzers.governor.status(),
+        "processes": [] if procs is None else procs.status(),
     }
 
 

@@ -145,6 +145,14 @@ class AnalysisConfig(_Model):
     """Local analyzers, and how the exam-proctoring calls (``POST /api/rtsp/start``) behave."""
 
     threads: int = Field(0, ge=0, le=64, description="analyzer worker threads; 0 = CPU count")
+    processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="analyzer processes: 0 = analyzers run on the threads of the server process; "
+        "N = in N child processes (a stream's analyzers in one), which use every core where "
+        "the server's one interpreter cannot (many face streams); unused with dispatch redis",
+    )
     overload: OverloadConfig = Field(default_factory=OverloadConfig)
     keep_results: int = Field(
         200_000, ge=1000, description="analyzer results kept in SQLite (oldest pruned)"

@@ -1,0 +1,95 @@
+"""An analyzer process: runs the analyzers of the streams the server gives it, one frame at
+a time, on pictures the server leaves in shared memory (see ``processes``).
+
+Messages, pickled tuples on one duplex pipe:
+
+- server -> here: ``("add", stream_id, [analyzer config dicts])``, ``("remove", stream_id)``,
+  ``("job", job_id, stream_id, analyzer, path, width, height, seq, ts, capture_ts,
+  source_width, source_height)``, ``("unmap", path)``, ``("stop",)``;
+- here -> server: ``("done", job_id, payload or None, error text or None, seconds busy)``.
+
+The process ends when the server says stop or its end of the pipe closes (the server died),
+so it never outlives the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from vlm_monitor.analyzers.base import Analyzer, SharedModels
+from vlm_monitor.analyzers.builtin import build_analyzers
+from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.types import Frame
+
+
+class _Mapped:
+    """The shared-memory files this process has open, by path."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, mmap.mmap] = {}
+
+    def image(self, path: str, width: int, height: int) -> np.ndarray:
+        mapped = self._maps.get(path)
+        if mapped is None:
+            with open(path, "rb") as f:
+                mapped = self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        pixels = np.frombuffer(mapped, np.uint8, count=width * height * 3)
+        return pixels.reshape(height, width, 3)
+
+    def forget(self, path: str) -> None:
+        mapped = self._maps.pop(path, None)
+        if mapped is not None:
+            with contextlib.suppress(BufferError):  # an array still viewing it: the GC will
+                mapped.close()
+
+
+def _analyze(
+    streams: dict[str, dict[str, Analyzer]], mapped: _Mapped, job: tuple[Any, ...]
+) -> tuple[dict[str, Any] | None, str | None]:
+    _, _, stream_id, name, path, width, height, seq, ts, shot, src_w, src_h = job
+    analyzer = streams.get(stream_id, {}).get(name)
+    if analyzer is None:
+        return None, f"{name} is not running on {stream_id} in this analyzer process"
+    image = mapped.image(path, width, height)
+    frame = Frame(stream_id, seq, ts, image, (src_w, src_h), shot)
+    try:
+        return analyzer.analyze(image, frame), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def main(conn: Connection) -> None:
+    # Ctrl-C in a terminal, or a service manager's stop, signals the whole process group:
+    # the server stops its analyzer processes itself, after the streams.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    models = SharedModels()
+    streams: dict[str, dict[str, Analyzer]] = {}
+    mapped = _Mapped()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        if kind == "job":
+            start = time.perf_counter()
+            payload, error = _analyze(streams, mapped, msg)
+            conn.send(("done", msg[1], payload, error, time.perf_counter() - start))
+        elif kind == "add":
+            configs = [AnalyzerConfig.model_validate(c) for c in msg[2]]
+            # The server built these same analyzers before sending them: they build here.
+            streams[msg[1]] = build_analyzers(msg[1], configs, models)[1]
+        elif kind == "remove":
+            streams.pop(msg[1], None)
+        elif kind == "unmap":
+            mapped.forget(msg[1])
+        elif kind == "stop":
+            return

@@ -1,0 +1,341 @@
+"""Analyzer processes (``analysis.processes``): the local analyzers run in child processes,
+so face work is not held back by the one interpreter lock that decoding, the event loop and
+analyzer threads share in the server (at about 12 face streams on 2 cores the server could
+not use both cores: see docs/benchmarks.md).
+
+Each stream's analyzers live in one process (the one with the fewest streams), so their state
+(face tracker, pulse window) stays together. The server keeps the hub subscriptions, rates and
+overload handling. Jobs are queued in order to a sender thread per process, which converts
+the frame to BGR at the analysis size (once per frame, as in-process), writes it to a
+per-stream slot of shared memory (a file in /dev/shm: one copy, shared by every analyzer of
+the stream that asks for that frame) and sends the process a small message; the payload comes
+back on the same pipe. A process that dies is restarted with its streams (their state starts
+afresh); its jobs in flight fail with the reason, as any analyzer error does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import mmap
+import multiprocessing
+import os
+import queue
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlm_monitor.analyzers import process_main
+from vlm_monitor.config import AnalyzerConfig
+from vlm_monitor.types import Frame
+
+log = logging.getLogger("vlm_monitor.analyzers")
+STOP_WAIT_S = 5.0
+RESTART_MAX_DELAY_S = 30.0
+Payload = dict[str, Any] | None
+
+
+class ProcessAnalyzerError(RuntimeError):
+    """An analyzer failed in its process, or the process was not there to run it."""
+
+
+def _slot_dir() -> Path:
+    shm = Path("/dev/shm")  # memory, not disk, where the OS has it
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+@dataclass
+class _Slot:
+    path: Path
+    mm: mmap.mmap
+    capacity: int
+    key: tuple[int, tuple[int, ...]] | None = None  # (frame seq, shape) it holds
+    users: int = 0
+
+
+class _StreamSlots:
+    """One stream's frames in shared memory. A frame that several analyzers ask for is written
+    once; a slot is reused once no job reads it. There are never more slots than the
+    stream's analyzers (each has at most one job in flight) plus one."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._slots: list[_Slot] = []
+        self._names = itertools.count()
+        self._lock = threading.Lock()
+
+    def put(self, frame: Frame, image: np.ndarray) -> tuple[_Slot, list[str]]:
+        """The slot holding ``image`` (written now, or already) and the paths of slot files
+        replaced by bigger ones (the process should let go of them). Blocking: a thread."""
+        key = (frame.seq, image.shape)
+        with self._lock:
+            for slot in self._slots:
+                if slot.key == key:
+                    slot.users += 1
+                    return slot, []
+            free = [s for s in self._slots if s.users == 0]
+            retired: list[str] = []
+            if free:
+                slot = min(free, key=lambda s: -1 if s.key is None else s.key[0])
+                if slot.capacity < image.nbytes:
+                    retired.append(str(slot.path))
+                    self._drop(slot)
+                    self._slots.remove(slot)
+                    slot = self._new(image.nbytes)
+            else:
+                slot = self._new(image.nbytes)
+            view = np.frombuffer(slot.mm, np.uint8, count=image.nbytes).reshape(image.shape)
+            np.copyto(view, image)
+            slot.key, slot.users = key, 1
+            return slot, retired
+
+    def release(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.users -= 1
+
+    def close(self) -> list[str]:
+        with self._lock:
+            paths = [str(s.path) for s in self._slots]
+            for slot in self._slots:
+                self._drop(slot)
+            self._slots.clear()
+            return paths
+
+    def _new(self, size: int) -> _Slot:
+        path = Path(f"{self._prefix}-{next(self._names)}")
+        with path.open("w+b") as f:
+            f.truncate(size)
+            mm = mmap.mmap(f.fileno(), size)
+        slot = _Slot(path, mm, size)
+        self._slots.append(slot)
+        return slot
+
+    @staticmethod
+    def _drop(slot: _Slot) -> None:
+        with contextlib.suppress(BufferError):  # a view still alive: freed with it
+            slot.mm.close()
+        slot.path.unlink(missing_ok=True)
+
+
+Job = tuple[int, str, str, Frame, "tuple[int, int] | None", _StreamSlots]
+Reply = tuple[Payload, str | None, float]  # payload, error, seconds busy
+Result = tuple[Payload, float]
+
+
+@dataclass
+class _Child:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)
+    slots_held: dict[int, tuple[_StreamSlots, _Slot]] = field(default_factory=dict)
+    outbox: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    restarts: int = 0
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        with self.send_lock:
+            self.conn.send(msg)
+
+    def release(self, job: int) -> None:
+        held = self.slots_held.pop(job, None)
+        if held is not None:
+            held[0].release(held[1])
+
+
+class AnalyzerProcesses:
+    """``count`` analyzer processes and the streams placed on them. Lives on the event
+    loop."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.children: list[_Child] = []
+        self._owner: dict[str, _Child] = {}
+        self._slots: dict[str, _StreamSlots] = {}
+        self._jobs = itertools.count(1)
+        self._prefix = str(_slot_dir() / f"vlm-monitor-{os.getpid()}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for index in range(self.count):
+            self.children.append(await asyncio.to_thread(self._spawn, index))
+        log.info(
+            "analyzer processes started",
+            extra={"fields": {"pids": [c.process.pid for c in self.children]}},
+        )
+
+    def _spawn(self, index: int, child: _Child | None = None) -> _Child:
+        # spawn, not fork: the server has threads (decoders, the loop) whose locks a fork
+        # would copy in whatever state they are.
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        process = ctx.Process(
+            target=process_main.main, args=(theirs,), name=f"vlm-analyzer-{index}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        if child is None:
+            child = _Child(index, process, ours)
+            threading.Thread(
+                target=self._send, args=(child,), name=f"analyzer-send-{index}", daemon=True
+            ).start()
+        else:  # a restart: its streams first, then the jobs that follow
+            with child.send_lock:
+                for stream_id, configs in list(child.streams.items()):
+                    ours.send(("add", stream_id, configs))
+                child.process, child.conn = process, ours
+        threading.Thread(
+            target=self._read, args=(child, ours), name=f"analyzer-read-{index}", daemon=True
+        ).start()
+        return child
+
+    def _read(self, child: _Child, conn: Connection) -> None:
+        """The replies of one process, until its pipe closes (it exited)."""
+        assert self._loop is not None
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            self._loop.call_soon_threadsafe(self._done, child, msg)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(self._died, child, conn)
+
+    def _send(self, child: _Child) -> None:
+        """Sends one process its jobs in the order they were submitted."""
+        while (item := child.outbox.get()) is not None:
+            job, stream_id, name, frame, size, slots = item
+            try:
+                image = frame.bgr_fit(size)  # the shared conversion, once per frame and size
+                slot, retired = slots.put(frame, image)
+                child.slots_held[job] = (slots, slot)
+                height, width = image.shape[:2]
+                for path in retired:
+                    child.send(("unmap", path))
+                child.send(("job", job, stream_id, name, str(slot.path), width, height,
+                            frame.seq, frame.ts, frame.capture_ts, *frame.source_size))  # fmt: skip
+            except Exception as exc:  # a dead process or a broken frame: this job fails
+                self._reply(child, job, (None, f"{type(exc).__name__}: {exc}", 0.0))
+
+    def _reply(self, child: _Child, job: int, reply: Reply) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(self._done, child, ("done", job, *reply))
+
+    def _done(self, child: _Child, msg: tuple[Any, ...]) -> None:
+        _, job, payload, error, busy = msg
+        child.release(job)
+        fut = child.pending.pop(job, None)
+        if fut is None or fut.done():
+            return
+        if error is None:
+            fut.set_result((payload, busy))
+        else:
+            fut.set_exception(ProcessAnalyzerError(error))
+
+    def _fail_pending(self, child: _Child, why: str) -> None:
+        for fut in child.pending.values():
+            if not fut.done():
+                fut.set_exception(ProcessAnalyzerError(why))
+        child.pending.clear()
+        for job in list(child.slots_held):
+            child.release(job)
+
+    def _died(self, child: _Child, conn: Connection) -> None:
+        if self._stopping or conn is not child.conn:
+            return
+        conn.close()
+        code = child.process.exitcode
+        self._fail_pending(child, f"analyzer process {child.index} exited ({code})")
+        child.restarts += 1
+        delay = min(RESTART_MAX_DELAY_S, 2.0 ** (child.restarts - 1) - 1)
+        log.error(
+            "analyzer process exited: restarting it",
+            extra={"fields": {"process": child.index, "exitcode": code,
+                              "streams": list(child.streams), "restarts": child.restarts,
+                              "delay_s": delay}},
+        )  # fmt: skip
+        asyncio.get_running_loop().create_task(self._restart(child, delay))
+
+    async def _restart(self, child: _Child, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self._stopping:
+            await asyncio.to_thread(self._spawn, child.index, child)
+
+    def add(self, stream_id: str, configs: list[AnalyzerConfig]) -> int:
+        """Places the stream's analyzers on the process with the fewest streams; its index."""
+        child = min(self.children, key=lambda c: len(c.streams))
+        dumped = [c.model_dump(mode="json") for c in configs]
+        child.streams[stream_id] = dumped
+        self._owner[stream_id] = child
+        self._slots[stream_id] = _StreamSlots(f"{self._prefix}-{child.index}-{stream_id}")
+        with contextlib.suppress(OSError):  # a dead process gets it when it restarts
+            child.send(("add", stream_id, dumped))
+        return child.index
+
+    def placed(self, stream_id: str) -> int | None:
+        child = self._owner.get(stream_id)
+        return None if child is None else child.index
+
+    def remove(self, stream_id: str) -> None:
+        child = self._owner.pop(stream_id, None)
+        slots = self._slots.pop(stream_id, None)
+        if child is None or slots is None:
+            return
+        child.streams.pop(stream_id, None)
+        with contextlib.suppress(OSError):
+            child.send(("remove", stream_id))
+            for path in slots.close():
+                child.send(("unmap", path))
+
+    def submit(
+        self, stream_id: str, name: str, frame: Frame, size: tuple[int, int] | None
+    ) -> asyncio.Future[Result]:
+        """Queues the job; its future gives (payload, seconds the process spent), or raises
+        ProcessAnalyzerError when the analyzer failed there."""
+        result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        child, slots = self._owner.get(stream_id), self._slots.get(stream_id)
+        if child is None or slots is None:
+            result.set_exception(ProcessAnalyzerError(f"{stream_id} has no analyzer process"))
+            return result
+        job = next(self._jobs)
+        child.pending[job] = result
+        child.outbox.put((job, stream_id, name, frame, size, slots))
+        return result
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {"index": c.index, "pid": c.process.pid, "alive": c.process.is_alive(),
+             "streams": sorted(c.streams), "restarts": c.restarts, "in_flight": len(c.pending)}
+            for c in self.children
+        ]  # fmt: skip
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for child in self.children:
+            child.outbox.put(None)
+            self._fail_pending(child, "analyzers stopped")
+        for stream_id in list(self._owner):
+            self.remove(stream_id)
+        for child in self.children:
+            with contextlib.suppress(OSError):
+                child.send(("stop",))
+        await asyncio.gather(*(asyncio.to_thread(self._join, c) for c in self.children))
+
+    @staticmethod
+    def _join(child: _Child) -> None:
+        child.process.join(STOP_WAIT_S)
+        if child.process.is_alive():
+            child.process.kill()
+            child.process.join(STOP_WAIT_S)
+        child.conn.close()
