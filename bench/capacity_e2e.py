@@ -2,7 +2,8 @@
 stream over TCP (bench/feeder.py: the face scene with a 72 bpm pulse, encoded once, served at
 an exact 15 fps), read by a real ``vlm-monitor serve`` (decode, the shared downscale, the hub,
 the analyzers, SQLite, the push channels), each stream with emotion at 5 fps, heart rate at 15
-and attention at 5.
+and attention at 5. The new pipeline runs twice: in one analyzer process per core
+(``analysis.processes``) and on the server's analyzer threads.
 
 A count keeps up when every analyzer of every stream holds >= 95 % of its rate over the
 measuring window and every heart-rate reading in it is within 3 bpm of 72 (none null). The
@@ -14,6 +15,7 @@ and conversion cost that a capacity step fed pre-decoded frames never pays.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -194,34 +196,49 @@ def largest(
     return best, [rows[n] for n in sorted(rows)]
 
 
+class Steps:
+    """One count of streams at a time, on one feeder."""
+
+    def __init__(self, workdir: Path, feeder: Feeder, warm: float, window: float) -> None:
+        self.workdir, self.feeder, self.warm, self.window = workdir, feeder, warm, window
+
+    def new(self, processes: int) -> Callable[[int], dict[str, Any]]:
+        return lambda n: run_step(
+            self.workdir, self.feeder, n, False, self.warm, self.window, None, processes
+        )
+
+    def old(self, n: int) -> dict[str, Any]:
+        return run_step(self.workdir, self.feeder, n, True, self.warm, self.window)
+
+
 def capacity_e2e(workdir: Path, quick: bool) -> dict[str, Any]:
     warm, window = (16.0, 10.0) if quick else (16.0, 20.0)
-    plans = [  # size, bitrate, new ladder and start, old ladder and start
-        ("640x480", 1_000_000, [4, 8, 12, 16, 20, 24, 32, 40], 16, [2, 4, 6, 8, 10, 12, 16], 8),
-        ("1280x720", 2_500_000, [2, 4, 6, 8, 12, 16, 24], 8, [2, 4, 6, 8, 10, 12], 6),
+    cores = os.cpu_count() or 2
+    plans = [  # size, bitrate, ladder, where the threads, processes and old ladders start
+        ("640x480", 1_000_000, [2, 4, 8, 12, 16, 20, 24, 28, 32, 40], 12, 24, 8),
+        ("1280x720", 2_500_000, [2, 4, 6, 8, 10, 12, 16, 20, 24], 8, 12, 6),
     ]
-    report: dict[str, Any] = {}
-    for size, bitrate, ladder, start, old_ladder, old_start in plans:
+    report: dict[str, Any] = {"analyzer_processes": cores}
+    for size, bitrate, ladder, threads_start, procs_start, old_start in plans:
         feeder = Feeder(max(ladder), size, bitrate)
         try:
-            log(f"e2e {size}: new pipeline (emotion 5 + heart rate 15 + attention 5 fps)")
-            best, rows = largest(
-                lambda n, f=feeder: run_step(workdir, f, n, False, warm, window), ladder, start
-            )
-            log(f"e2e {size}: old pipeline (Haar; emotion 5 + heart rate 15 fps)")
-            old_best, old_rows = largest(
-                lambda n, f=feeder: run_step(workdir, f, n, True, warm, window),
-                old_ladder,
-                old_start,
-            )
-            ingest = run_step(workdir, feeder, best or start, False, 8.0, window, rates={})
+            log(f"e2e {size}: new pipeline in {cores} analyzer processes")
+            steps = Steps(workdir, feeder, warm, window)
+            procs_best, procs_rows = largest(steps.new(cores), ladder, procs_start)
+            log(f"e2e {size}: new pipeline on analyzer threads")
+            threads_best, threads_rows = largest(steps.new(0), ladder, threads_start)
+            log(f"e2e {size}: old pipeline (Haar; emotion 5 + heart rate 15 fps), threads")
+            old_best, old_rows = largest(steps.old, ladder, old_start)
+            ingest = run_step(workdir, feeder, procs_best or 2, False, 8.0, window, rates={})
             log(f"e2e {size}: ingest only {ingest}")
         finally:
             feeder.stop()
         report[size] = {
-            "new_keeps_up": best,
+            "new_processes_keeps_up": procs_best,
+            "new_threads_keeps_up": threads_best,
             "old_keeps_up": old_best,
-            "new": rows,
+            "new_processes": procs_rows,
+            "new_threads": threads_rows,
             "old": old_rows,
             "ingest_only": ingest,
         }

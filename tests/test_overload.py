@@ -240,3 +240,33 @@ def test_frames_lost_while_analyzers_start_are_not_overload() -> None:
         r.period(kept=1.0, busy_s=0.2)
     gov.measure(runners, next(SECONDS))
     assert gov.share == 1 and gov.late == 0
+
+
+def test_cores_full_of_other_work_is_overload_and_holds_the_rates_down() -> None:
+    """Decoding (or analyzer processes) fill the cores while the analyzer threads look idle:
+    frames lost then are overload, and rates do not rise while the cores stay full."""
+    gov = LoadGovernor(OverloadConfig.model_validate({"period_s": 1}), threads=2, cores=2)
+    runners = [
+        ScriptedRunner(s, name, fps)
+        for s in "abc"
+        for name, fps in (("emotion", 5), ("attention", 5), ("heart_rate", 15))
+    ]
+    cpu = 0.0
+    gov.measure(runners, next(SECONDS), cpu)
+    for _ in range(math.ceil(WARM_S) + 1):
+        next(SECONDS)
+    cpu += 2 * (math.ceil(WARM_S) + 1) * 0.5
+    gov.measure(runners, next(SECONDS), cpu)
+    assert gov.share == 1 and gov.cpu == pytest.approx(0.5, abs=0.1)
+    for r in runners:  # heart rate alone loses frames; the threads are not busy
+        r.period(kept=0.8 if r.name == "heart_rate" else 1.0, busy_s=0.1)
+    cpu += 2 * 0.97
+    gov.measure(runners, next(SECONDS), cpu)
+    assert gov.cpu == pytest.approx(0.97) and gov.share < 1
+    shed = gov.share
+    for r in runners:  # nothing lost at the shed rates, but the cores are still full
+        r.period(kept=1.0, busy_s=0.1)
+    cpu += 2 * 0.95
+    gov.measure(runners, next(SECONDS), cpu)
+    assert gov.share == shed
+    assert gov.status()["cpu"] == pytest.approx(0.95)

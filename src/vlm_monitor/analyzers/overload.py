@@ -7,12 +7,13 @@ rate needs), each stream says so (``degraded``), and a new stream is started at 
 or refused (503) before the running ones break.
 
 The signal: a runner that keeps up takes each frame before the next one it wants arrives; one
-that does not loses frames in its ``latest`` subscription (``dropped``). The share lost over a
-period, across all runners, is how far the machine is behind. It is machine overload when the
-analyzer threads are busy (wall time inside ``analyze``, which includes waiting for a core) or
-when most analyzers lose frames (the cores or the event loop are taken by other work); one
-analyzer that loses frames alone is slow on its own, and only its stream is degraded. The busy
-share also says when the rates may rise again.
+that does not loses frames in its subscription (``dropped``). The share lost over a period,
+across all runners, is how far the machine is behind. It is machine overload when the
+analyzer threads (or processes) are busy (wall time inside ``analyze``, which includes waiting
+for a core), when the server and its analyzer processes use the cores (``cpu``: decoding
+counts too), or when most analyzers lose frames (the cores or the event loop are taken by
+other work); one analyzer that loses frames alone is slow on its own, and only its stream is
+degraded. The busy and CPU shares also say when the rates may rise again.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ class LoadGovernor:
     """Measures the analyzers every ``period_s`` and sets the share of their rates they run at.
     Called on the event loop (``measure``) and by the API (``admit``, ``status``)."""
 
-    def __init__(self, config: OverloadConfig, threads: int) -> None:
-        self.config, self.threads = config, threads
+    def __init__(self, config: OverloadConfig, threads: int, cores: int = 1) -> None:
+        self.config, self.threads, self.cores = config, threads, max(1, cores)
         self.share = 1.0
         self.busy = 0.0  # the analyzer threads' busy share over the last period
+        self.cpu = 0.0  # share of the cores the server and its analyzer processes used
+        self._cpu_s: float | None = None
         self.late = 0.0  # share of wanted frames lost over the last period, all runners
         self.since: float | None = None  # unix time shedding began
         self.refused = 0
@@ -86,11 +89,18 @@ class LoadGovernor:
         self._slow: dict[str, str] = {}  # stream -> why one of its analyzers is slow
         self._last: float | None = None
 
-    def measure(self, runners: Sequence[Runner], now: float | None = None) -> None:
-        """``now``: monotonic seconds (given by tests that script the counters)."""
+    def measure(
+        self, runners: Sequence[Runner], now: float | None = None, cpu_s: float | None = None
+    ) -> None:
+        """``now``: monotonic seconds (given by tests that script the counters); ``cpu_s``:
+        CPU seconds the server and its analyzer processes have used, over ``cores``."""
         now = time.monotonic() if now is None else now
         period = max(1e-3, now - (self._last if self._last is not None else now))
         self._last = now
+        if cpu_s is not None:
+            if self._cpu_s is not None:
+                self.cpu = max(0.0, cpu_s - self._cpu_s) / (period * self.cores)
+            self._cpu_s = cpu_s
         seen: dict[tuple[str, str], _Seen] = {}
         taken = lost = 0
         busy = 0.0
@@ -119,9 +129,10 @@ class LoadGovernor:
         behind = sum(1 for s in seen.values() if s.late > SLOW_RUNNER_SHARE)
         widespread = behind >= 2 and 2 * behind > len(seen)
         share = self.share
-        if self.late > LATE_SHARE and (self.busy >= self.config.busy_share or widespread):
+        full = max(self.busy, self.cpu) >= self.config.busy_share
+        if self.late > LATE_SHARE and (full or widespread):
             share = max(self.config.min_share, share * (1 - self.late) * MARGIN)
-        elif self.late < LATE_SHARE / 2 and self.busy < self.config.busy_share:
+        elif self.late < LATE_SHARE / 2 and not full:
             share = min(1.0, share * RISE)
         self._log_change(share, len(seen))
         self.share = share
@@ -153,10 +164,11 @@ class LoadGovernor:
                 f"analysis.overload.min_share allows"
             )
         elif self.config.admit == "refuse" and (
-            self.share < 1.0 or self.busy > self.config.busy_share
+            self.share < 1.0 or max(self.busy, self.cpu) > self.config.busy_share
         ):
             reason = (
-                f"analyzers run at {self.share:.0%} of their rates, {self.busy:.0%} busy, "
+                f"analyzers run at {self.share:.0%} of their rates, "
+                f"{max(self.busy, self.cpu):.0%} busy, "
                 "and analysis.overload.admit is refuse"
             )
         else:
@@ -184,6 +196,7 @@ class LoadGovernor:
         return {
             "share": round(self.share, 3),
             "busy": round(self.busy, 3),
+            "cpu": round(self.cpu, 3),
             "late": round(self.late, 3),
             "since": self.since,
             "refused": self.refused,

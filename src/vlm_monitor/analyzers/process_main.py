@@ -21,6 +21,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import cv2
 import numpy as np
 
 from vlm_monitor.analyzers.base import Analyzer, SharedModels
@@ -70,6 +71,9 @@ def main(conn: Connection) -> None:
     # the server stops its analyzer processes itself, after the streams.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # One process per core: OpenCV's own thread pool would only fight the other processes
+    # over the cores, for the small pictures analyzers give it.
+    cv2.setNumThreads(1)
     models = SharedModels()
     streams: dict[str, dict[str, Analyzer]] = {}
     mapped = _Mapped()

@@ -25,6 +25,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,6 +41,21 @@ log = logging.getLogger("vlm_monitor.analyzers")
 STOP_WAIT_S = 5.0
 RESTART_MAX_DELAY_S = 30.0
 Payload = dict[str, Any] | None
+
+
+def cpu_seconds(children: list[int]) -> float:
+    """CPU seconds used so far by this process (all its threads) and by ``children``: on
+    Linux from /proc; elsewhere this process alone."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in children:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 class ProcessAnalyzerError(RuntimeError):
@@ -282,6 +298,9 @@ class AnalyzerProcesses:
         with contextlib.suppress(OSError):  # a dead process gets it when it restarts
             child.send(("add", stream_id, dumped))
         return child.index
+
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self.children if c.process.pid is not None]
 
     def placed(self, stream_id: str) -> int | None:
         child = self._owner.get(stream_id)

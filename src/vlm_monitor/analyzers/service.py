@@ -6,10 +6,11 @@ While a frame is being analysed, newer frames replace each other in the subscrip
 (counted as ``dropped``), so a slow analyzer falls back to the newest frame and never builds
 a queue; an analyzer with a ``backlog_s`` (heart rate) keeps that many seconds of frames in
 order instead, the oldest dropped when full. The pool's own queue holds at most one job per
-(stream, analyzer).
-Threads, not processes: OpenCV, NumPy and the TFLite interpreter release the GIL, and frames
-are shared without copying (see bench/analyzers.py for the measured capacity). When the
-machine cannot keep up, ``overload.LoadGovernor`` sheds every runner's rate evenly.
+(stream, analyzer). OpenCV, NumPy and the TFLite interpreter release the GIL and frames are
+shared without copying, which serves a few streams best; with ``analysis.processes`` the
+analysis runs in child processes instead (``processes``), past the one interpreter's limit
+(bench/capacity_e2e.py measures both). When the machine cannot keep up,
+``overload.LoadGovernor`` sheds every runner's rate evenly.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from vlm_monitor.analyzers.base import AnalysisResult, Analyzer, SharedModels, S
 from vlm_monitor.analyzers.builtin import ANALYZERS, build_analyzers
 from vlm_monitor.analyzers.overload import LoadGovernor
 from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
-from vlm_monitor.analyzers.processes import AnalyzerProcesses, ProcessAnalyzerError
+from vlm_monitor.analyzers.processes import (
+    AnalyzerProcesses,
+    ProcessAnalyzerError,
+    cpu_seconds,
+)
 from vlm_monitor.analyzers.remote import RemoteAnalysis
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import AnalysisConfig, StreamConfig
@@ -178,7 +183,9 @@ class AnalyzerService:
         if config.processes and redis is None:
             self.processes = AnalyzerProcesses(config.processes)
         # One job at a time per thread, or per process: what "busy" is measured against.
-        self.governor = LoadGovernor(config.overload, config.processes or threads)
+        self.governor = LoadGovernor(
+            config.overload, config.processes or threads, os.cpu_count() or 1
+        )
         self._governing: asyncio.Task[None] | None = None
         self.models = SharedModels()
         self.remote: RemoteAnalysis | None = None
@@ -207,7 +214,9 @@ class AnalyzerService:
         while True:
             await asyncio.sleep(self.governor.config.period_s)
             try:
-                self.governor.measure([r for rs in self.running.values() for r in rs.values()])
+                runners = [r for rs in self.running.values() for r in rs.values()]
+                children = [] if self.processes is None else self.processes.pids()
+                self.governor.measure(runners, cpu_s=cpu_seconds(children))
             except Exception:  # a bug here must not end overload handling for good
                 log.exception("analyzer load measurement failed")
 

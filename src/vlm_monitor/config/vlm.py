@@ -136,7 +136,11 @@ class OverloadConfig(_Model):
         "with analyzers are refused (503) so the running ones do not break",
     )
     busy_share: float = Field(
-        0.85, gt=0, le=1, description="analyzer threads' busy share above which rates do not rise"
+        0.85,
+        gt=0,
+        le=1,
+        description="busy share of the analyzer threads (or processes), or of the cores the "
+        "server and its analyzer processes use, above which rates do not rise",
     )
     period_s: float = Field(2.0, ge=0.5, le=60, description="how often the load is measured")
 

@@ -78,7 +78,8 @@ class AnalyzerCollector(Collector):
         load = self.overload()
         for key, help_text in (
             ("share", "share of their rates the analyzers run at (1 = full; < 1: overload)"),
-            ("busy", "analyzer threads' busy share over the last period"),
+            ("busy", "analyzer threads' (or processes') busy share over the last period"),
+            ("cpu", "share of the cores the server and its analyzer processes used"),
             ("late", "share of wanted frames analyzers lost over the last period"),
         ):
             gauge = GaugeMetricFamily(f"vlm_analysis_rate_{key}", help_text)
