@@ -15,6 +15,7 @@ import psutil
 from vlm_monitor.testing import wait_until
 from vlm_monitor.testing_zoo import FACE_BPM, encode_frames, scene_frames, x264
 
+SHM = Path("/dev/shm")
 ANALYZERS = [
     {"name": "emotion", "fps": 5},
     {"name": "heart_rate", "fps": 15},
@@ -38,6 +39,8 @@ def test_analyzers_run_in_processes_survive_a_killed_one_and_leave_nothing(
 ) -> None:
     clip = tmp_path / "face.mp4"  # 10 s: whole pulse and sway periods, so the loop is seamless
     encode_frames(scene_frames("face", (640, 360), 15, 10), 15, [*x264(15), str(clip)])
+    orphan = SHM / "vlm-monitor-999999999-0-gone-1-0"  # of a server killed before cleaning up
+    orphan.write_bytes(b"\0" * 64)
     srv = server(
         {
             "analysis": {"processes": 2},
@@ -46,6 +49,7 @@ def test_analyzers_run_in_processes_survive_a_killed_one_and_leave_nothing(
             ],
         }
     )
+    assert not orphan.exists()
     with srv.client() as http:
         procs = http.get("/api/analyzers").json()["processes"]
         assert [p["alive"] for p in procs] == [True, True]
@@ -85,7 +89,15 @@ def test_analyzers_run_in_processes_survive_a_killed_one_and_leave_nothing(
         assert all(abs(b - FACE_BPM) <= 3 for b in bpm_readings(http, "a", since=killed_at))
         pids = {p["pid"] for p in http.get("/api/analyzers").json()["processes"]}
 
+        assert list(SHM.glob(f"vlm-monitor-{srv.proc.pid}-*-b-*"))
+        assert http.delete("/api/streams/b").status_code in (200, 204)
+        wait_until(
+            lambda: all("b" not in p["streams"] for p in http.get("/api/analyzers").json()[
+                "processes"]), 10, what="b off its process"
+        )  # fmt: skip
+        assert not list(SHM.glob(f"vlm-monitor-{srv.proc.pid}-*-b-*"))
+
     server_pid = srv.proc.pid
     assert srv.stop() == 0
     assert not [pid for pid in pids if psutil.pid_exists(pid)]
-    assert not list(Path("/dev/shm").glob(f"vlm-monitor-{server_pid}-*"))
+    assert not list(SHM.glob(f"vlm-monitor-{server_pid}-*"))

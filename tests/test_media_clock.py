@@ -40,3 +40,23 @@ def test_without_presentation_times_arrival_is_used_and_never_goes_back() -> Non
     assert clock.unix(T0, None) == T0
     assert clock.unix(T0 + 1.0, None) == T0 + 1.0
     assert clock.unix(T0 + 0.5, None) == T0 + 1.0  # an arrival stamp out of order
+
+
+@pytest.mark.parametrize("rate", [0.8, 1.2])
+def test_timestamps_that_do_not_run_in_real_time_give_way_to_arrival(rate: float) -> None:
+    """An encoder that stamps 15 fps as 12 or 18: after 20 s its clock is not used."""
+    clock = MediaClock()
+    times = [clock.unix(T0 + i / 15, rate * i / 15) for i in range(15 * 40)]
+    assert not clock.trusted
+    late = [b - a for a, b in itertools.pairwise(times[-15 * 5 :])]
+    assert late == pytest.approx([1 / 15] * len(late), abs=1e-5)
+
+
+def test_a_timestamp_a_little_out_of_order_does_not_move_the_time_line() -> None:
+    clock = MediaClock()
+    pts = [i / 15 for i in range(30)]
+    pts[10] -= 0.09  # before the frame ahead of it
+    times = [clock.unix(T0 + i / 15, p) for i, p in enumerate(pts)]
+    assert times[10] == times[9]
+    assert times[11:] == pytest.approx([T0 + i / 15 for i in range(11, 30)], abs=1e-5)
+    assert clock.trusted

@@ -11,6 +11,11 @@ PTS_MAX_DRIFT_S = 5.0  # media clock this far from arrival: a jump (reconnect/lo
 # off (a reconnect after an outage) is placed at its arrival.
 RESYNC_S = 1.0
 MAX_STEP_S = 1.0  # a longer step between two frames is a pause, not the frame period
+# A camera whose clock runs this much fast or slow against arrival, over this long, has
+# timestamps that are not real time (a wrong rate in its encoder): arrival time is used. The
+# window is shorter than such a clock takes to drift PTS_MAX_DRIFT_S away at 20 % off.
+RATE_WINDOW_S = 20.0
+RATE_TOLERANCE = 0.05
 
 
 class MediaClock:
@@ -23,6 +28,8 @@ class MediaClock:
         self._pts_base: float | None = None  # pts value at relative time 0
         self._last = 0.0
         self._step = 0.0  # the last frame-to-frame step seen on the media clock
+        self._since: tuple[float, float] | None = None  # (arrival, media) the rate is read from
+        self.trusted = True  # False once the timestamps were found not to run in real time
 
     def unix(self, timestamp: float, pts: float | None) -> float:
         """Unix seconds on the media clock of a frame that arrived at ``timestamp``."""
@@ -35,17 +42,20 @@ class MediaClock:
         if self._t0 is None:
             self._t0 = timestamp
         wall = timestamp - self._t0
-        if pts is None:
+        if pts is None or not self.trusted:
             self._pts_base = None
             self._last = max(wall, self._last)
             return self._last
         if self._pts_base is not None:
             media = pts - self._pts_base
             step = media - self._last
+            if -self._step < step < 0:  # a timestamp a little out of order: not a jump
+                return self._last
             if abs(media - wall) < PTS_MAX_DRIFT_S and step >= 0:
                 if 0 < step <= MAX_STEP_S:
                     self._step = step
                 self._last = media
+                self._check_rate(wall, media)
                 return media
             due = self._last + self._step
             # Re-anchor: one frame on when that is about now, else at the arrival.
@@ -54,3 +64,14 @@ class MediaClock:
             self._last = max(wall, self._last)
         self._pts_base = pts - self._last
         return self._last
+
+    def _check_rate(self, wall: float, media: float) -> None:
+        if self._since is None:
+            self._since = (wall, media)
+            return
+        span = wall - self._since[0]
+        if span < RATE_WINDOW_S:
+            return
+        rate = (media - self._since[1]) / span
+        self.trusted = abs(rate - 1.0) <= RATE_TOLERANCE
+        self._since = (wall, media)

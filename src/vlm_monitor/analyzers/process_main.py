@@ -58,9 +58,9 @@ def _analyze(
     analyzer = streams.get(stream_id, {}).get(name)
     if analyzer is None:
         return None, f"{name} is not running on {stream_id} in this analyzer process"
-    image = mapped.image(path, width, height)
-    frame = Frame(stream_id, seq, ts, image, (src_w, src_h), shot)
     try:
+        image = mapped.image(path, width, height)  # gone: the stream was removed meanwhile
+        frame = Frame(stream_id, seq, ts, image, (src_w, src_h), shot)
         return analyzer.analyze(image, frame), None
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"

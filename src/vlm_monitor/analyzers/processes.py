@@ -19,11 +19,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import mmap
 import multiprocessing
 import os
 import queue
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,15 +29,21 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vlm_monitor.analyzers import process_main
+from vlm_monitor.analyzers.frame_slots import (
+    SLOT_PREFIX,
+    Slot,
+    StreamSlots,
+    remove_orphans,
+    slot_dir,
+)
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.types import Frame
 
 log = logging.getLogger("vlm_monitor.analyzers")
 STOP_WAIT_S = 5.0
 RESTART_MAX_DELAY_S = 30.0
+STEADY_S = 600.0  # a process that lived this long before dying is restarted without delay
 Payload = dict[str, Any] | None
 
 
@@ -62,85 +66,7 @@ class ProcessAnalyzerError(RuntimeError):
     """An analyzer failed in its process, or the process was not there to run it."""
 
 
-def _slot_dir() -> Path:
-    shm = Path("/dev/shm")  # memory, not disk, where the OS has it
-    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-
-
-@dataclass
-class _Slot:
-    path: Path
-    mm: mmap.mmap
-    capacity: int
-    key: tuple[int, tuple[int, ...]] | None = None  # (frame seq, shape) it holds
-    users: int = 0
-
-
-class _StreamSlots:
-    """One stream's frames in shared memory. A frame that several analyzers ask for is written
-    once; a slot is reused once no job reads it. There are never more slots than the
-    stream's analyzers (each has at most one job in flight) plus one."""
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._slots: list[_Slot] = []
-        self._names = itertools.count()
-        self._lock = threading.Lock()
-
-    def put(self, frame: Frame, image: np.ndarray) -> tuple[_Slot, list[str]]:
-        """The slot holding ``image`` (written now, or already) and the paths of slot files
-        replaced by bigger ones (the process should let go of them). Blocking: a thread."""
-        key = (frame.seq, image.shape)
-        with self._lock:
-            for slot in self._slots:
-                if slot.key == key:
-                    slot.users += 1
-                    return slot, []
-            free = [s for s in self._slots if s.users == 0]
-            retired: list[str] = []
-            if free:
-                slot = min(free, key=lambda s: -1 if s.key is None else s.key[0])
-                if slot.capacity < image.nbytes:
-                    retired.append(str(slot.path))
-                    self._drop(slot)
-                    self._slots.remove(slot)
-                    slot = self._new(image.nbytes)
-            else:
-                slot = self._new(image.nbytes)
-            view = np.frombuffer(slot.mm, np.uint8, count=image.nbytes).reshape(image.shape)
-            np.copyto(view, image)
-            slot.key, slot.users = key, 1
-            return slot, retired
-
-    def release(self, slot: _Slot) -> None:
-        with self._lock:
-            slot.users -= 1
-
-    def close(self) -> list[str]:
-        with self._lock:
-            paths = [str(s.path) for s in self._slots]
-            for slot in self._slots:
-                self._drop(slot)
-            self._slots.clear()
-            return paths
-
-    def _new(self, size: int) -> _Slot:
-        path = Path(f"{self._prefix}-{next(self._names)}")
-        with path.open("w+b") as f:
-            f.truncate(size)
-            mm = mmap.mmap(f.fileno(), size)
-        slot = _Slot(path, mm, size)
-        self._slots.append(slot)
-        return slot
-
-    @staticmethod
-    def _drop(slot: _Slot) -> None:
-        with contextlib.suppress(BufferError):  # a view still alive: freed with it
-            slot.mm.close()
-        slot.path.unlink(missing_ok=True)
-
-
-Job = tuple[int, str, str, Frame, "tuple[int, int] | None", _StreamSlots]
+Job = tuple[int, str, str, Frame, "tuple[int, int] | None", StreamSlots]
 Reply = tuple[Payload, str | None, float]  # payload, error, seconds busy
 Result = tuple[Payload, float]
 
@@ -152,10 +78,12 @@ class _Child:
     conn: Connection
     streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)
-    slots_held: dict[int, tuple[_StreamSlots, _Slot]] = field(default_factory=dict)
+    slots_held: dict[int, tuple[StreamSlots, Slot]] = field(default_factory=dict)
     outbox: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     restarts: int = 0
+    streak: int = 0  # restarts in a row, each soon after the one before
+    started: float = field(default_factory=time.monotonic)
 
     def send(self, msg: tuple[Any, ...]) -> None:
         with self.send_lock:
@@ -175,14 +103,21 @@ class AnalyzerProcesses:
         self.count = count
         self.children: list[_Child] = []
         self._owner: dict[str, _Child] = {}
-        self._slots: dict[str, _StreamSlots] = {}
+        self._slots: dict[str, StreamSlots] = {}
         self._jobs = itertools.count(1)
-        self._prefix = str(_slot_dir() / f"vlm-monitor-{os.getpid()}")
+        self._streams_added = itertools.count(1)  # each stream's files get their own names
+        self._dir = slot_dir()
+        self._prefix = str(self._dir / f"{SLOT_PREFIX}{os.getpid()}")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._restarting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        orphans = await asyncio.to_thread(remove_orphans, self._dir)
+        if orphans:
+            log.info("removed frame files of a server that was killed",
+                     extra={"fields": {"files": orphans, "directory": str(self._dir)}})  # fmt: skip
         for index in range(self.count):
             self.children.append(await asyncio.to_thread(self._spawn, index))
         log.info(
@@ -210,6 +145,7 @@ class AnalyzerProcesses:
                 for stream_id, configs in list(child.streams.items()):
                     ours.send(("add", stream_id, configs))
                 child.process, child.conn = process, ours
+                child.started = time.monotonic()
         threading.Thread(
             target=self._read, args=(child, ours), name=f"analyzer-read-{index}", daemon=True
         ).start()
@@ -223,8 +159,10 @@ class AnalyzerProcesses:
                 msg = conn.recv()
             except (EOFError, OSError):
                 break
-            self._loop.call_soon_threadsafe(self._done, child, msg)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+                self._loop.call_soon_threadsafe(self._done, child, msg)
+        child.process.join(1.0)  # reaped, so its exit code is known
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._died, child, conn)
 
     def _send(self, child: _Child) -> None:
@@ -270,23 +208,42 @@ class AnalyzerProcesses:
     def _died(self, child: _Child, conn: Connection) -> None:
         if self._stopping or conn is not child.conn:
             return
-        conn.close()
+        with child.send_lock:
+            conn.close()
         code = child.process.exitcode
         self._fail_pending(child, f"analyzer process {child.index} exited ({code})")
         child.restarts += 1
-        delay = min(RESTART_MAX_DELAY_S, 2.0 ** (child.restarts - 1) - 1)
+        now = time.monotonic()
+        # Back off only while it keeps dying: a crash after a quiet while restarts at once.
+        child.streak = child.streak + 1 if now - child.started < STEADY_S else 1
+        delay = min(RESTART_MAX_DELAY_S, 2.0 ** (child.streak - 1) - 1)
         log.error(
             "analyzer process exited: restarting it",
             extra={"fields": {"process": child.index, "exitcode": code,
                               "streams": list(child.streams), "restarts": child.restarts,
                               "delay_s": delay}},
         )  # fmt: skip
-        asyncio.get_running_loop().create_task(self._restart(child, delay))
+        self._restarting.add(asyncio.get_running_loop().create_task(self._restart(child, delay)))
 
     async def _restart(self, child: _Child, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if not self._stopping:
-            await asyncio.to_thread(self._spawn, child.index, child)
+        try:
+            while not self._stopping:
+                await asyncio.sleep(delay)
+                try:
+                    await asyncio.to_thread(self._spawn, child.index, child)
+                except Exception as exc:  # no process now (out of memory, of pids): try later
+                    delay = min(RESTART_MAX_DELAY_S, 2 * delay + 1)
+                    log.error(
+                        "analyzer process could not be started",
+                        extra={"fields": {"process": child.index, "error": str(exc),
+                                          "retry_in_s": delay}},
+                    )  # fmt: skip
+                    continue
+                if self._stopping:  # stopped while it started: stop it too
+                    await asyncio.to_thread(self._join, child)
+                return
+        finally:
+            self._restarting.discard(asyncio.current_task())
 
     def add(self, stream_id: str, configs: list[AnalyzerConfig]) -> int:
         """Places the stream's analyzers on the process with the fewest streams; its index."""
@@ -294,7 +251,9 @@ class AnalyzerProcesses:
         dumped = [c.model_dump(mode="json") for c in configs]
         child.streams[stream_id] = dumped
         self._owner[stream_id] = child
-        self._slots[stream_id] = _StreamSlots(f"{self._prefix}-{child.index}-{stream_id}")
+        self._slots[stream_id] = StreamSlots(
+            f"{self._prefix}-{child.index}-{stream_id}-{next(self._streams_added)}"
+        )
         with contextlib.suppress(OSError):  # a dead process gets it when it restarts
             child.send(("add", stream_id, dumped))
         return child.index
@@ -312,9 +271,10 @@ class AnalyzerProcesses:
         if child is None or slots is None:
             return
         child.streams.pop(stream_id, None)
+        paths = slots.close()  # first: whether or not the process is there to hear of it
         with contextlib.suppress(OSError):
             child.send(("remove", stream_id))
-            for path in slots.close():
+            for path in paths:
                 child.send(("unmap", path))
 
     def submit(
@@ -346,15 +306,18 @@ class AnalyzerProcesses:
             self._fail_pending(child, "analyzers stopped")
         for stream_id in list(self._owner):
             self.remove(stream_id)
-        for child in self.children:
-            with contextlib.suppress(OSError):
-                child.send(("stop",))
+        for task in list(self._restarting):
+            task.cancel()
         await asyncio.gather(*(asyncio.to_thread(self._join, c) for c in self.children))
 
     @staticmethod
     def _join(child: _Child) -> None:
+        """Stops one process: asked first, killed if it does not go."""
+        with child.send_lock, contextlib.suppress(OSError):
+            child.conn.send(("stop",))
         child.process.join(STOP_WAIT_S)
         if child.process.is_alive():
             child.process.kill()
             child.process.join(STOP_WAIT_S)
-        child.conn.close()
+        with child.send_lock:
+            child.conn.close()

@@ -109,15 +109,20 @@ class AnalyzerRunner:
     async def _run_in_process(self, processes: AnalyzerProcesses) -> None:
         """Jobs go to the process in frame order; an analyzer with a backlog keeps that many
         in flight, so a round trip through this busy process does not bound its rate (the
-        process runs them one after the other; results are published in frame order)."""
+        process runs them one after the other; results are published in frame order). A
+        frame is taken only once there is room for its job, so an analyzer without a backlog
+        gets the newest frame, as on a thread."""
         window = asyncio.Semaphore(max(1, self.sub.capacity))
         previous: asyncio.Task[None] | None = None
-        async for frame in self.sub:
+        while True:
             await window.acquire()
+            frame = await self.sub.next()
+            if frame is None:
+                break
             job = processes.submit(self.stream_id, self.name, frame, self.size)
             previous = asyncio.create_task(self._finish(frame, job, previous, window))
         if previous is not None:
-            await previous
+            await asyncio.wait([previous])
 
     async def _finish(
         self,
@@ -134,9 +139,11 @@ class AnalyzerRunner:
                 self.stats.failed(str(exc))
                 return
             finally:
-                if previous is not None:
-                    await previous
+                if previous is not None:  # in frame order, however the one before ended
+                    await asyncio.wait([previous])
             self._publish(frame, payload)
+        except Exception as exc:  # a failure to publish must not end the runner's results
+            self.stats.failed(f"{type(exc).__name__}: {exc}", exc)
         finally:
             window.release()
 

@@ -285,7 +285,13 @@ class Source:
     def _publish(self, source: Any) -> None:
         now = time.time()
         self.frames_in += 1
+        trusted = self._clock.trusted
         shot = self._clock.unix(now, pts_time(source))
+        if trusted and not self._clock.trusted:
+            log.warning(
+                "camera timestamps do not run in real time: frames are timed by arrival",
+                extra={"fields": {"stream": self.id}},
+            )
         frame = Frame(self.id, self.frames_in, now, source, capture_ts=shot)
         fmt = (frame.width, frame.height, self.display.codec)
         if fmt != self._format:
