@@ -34,7 +34,8 @@ def test_dashboard_lists_events_live_with_snapshot_search_filter_badge_and_ack(
     page, camera, server
 ) -> None:
     cam = camera(fps=10, size="320x240")
-    motion = [{"name": "motion", "fps": 5}]
+    # The ball never stops: reported every 3 s, each report opens an event that closes idle.
+    motion = [{"name": "motion", "fps": 5, "params": {"report_every_s": 3}}]
     srv = server(
         {
             "events": {"idle_close_s": 1, "preroll_s": 1, "postroll_s": 1},

@@ -64,5 +64,10 @@ def test_attention_badges_report_and_overload_on_the_dashboard(server, tmp_path:
             badge = page.locator(f"{card(sid)} .badge.degraded")
             badge.wait_for(state="visible", timeout=30000)
             assert badge.inner_text().startswith("degraded")
-            assert "cannot keep up" in (badge.get_attribute("title") or "")
+            # One analyzer behind shows first as slow; overload once the machine is measured.
+            page.wait_for_function(
+                "(el) => /cannot keep up/.test(el.title)",
+                arg=badge.element_handle(),
+                timeout=30000,
+            )
         page.screenshot(path=str(tmp_path / "dashboard-proctor.png"), full_page=True)

@@ -21,6 +21,10 @@ from vlm_monitor.events.snapshot import SnapshotFiles
 from vlm_monitor.events.store import EventStore, fts_query
 from vlm_monitor.testing import wait_until
 
+# The test camera's ball never stops: reported every 3 s, each report opens a motion event
+# that closes idle (idle_close_s 1) before the next.
+MOTION = {"name": "motion", "fps": 5, "params": {"report_every_s": 3}}
+
 
 def motion(stream: str, moving: bool, seq: int = 1) -> dict:
     result = {"level": 0.2, "moving": moving, "boxes_norm": [[0.1, 0.1, 0.2, 0.2]]}
@@ -188,10 +192,7 @@ def test_evidence_size_cap_deletes_the_oldest_and_the_events_forget_it(tmp_path)
 def test_short_disk_keeps_events_without_evidence_and_says_why(server, camera) -> None:
     cam = camera(fps=10, size="320x240")
     # More free space asked for than any disk has: every snapshot and clip is refused.
-    streams = [
-        {"id": sid, "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]}
-        for sid in ("a", "b")
-    ]
+    streams = [{"id": sid, "url": cam.url, "analyzers": [MOTION]} for sid in ("a", "b")]
     events = {"idle_close_s": 1, "min_free_mb": 1e12}
     srv = server({"events": events, "streams": streams})
     with srv.client() as c:
@@ -226,7 +227,7 @@ def test_evidence_over_the_size_cap_goes_and_the_event_stays(server, camera) -> 
     cam = camera(fps=10, size="320x240")
     # 1 kB for all evidence: any snapshot or clip is over it once the clip is written.
     events = {"idle_close_s": 1, "preroll_s": 1, "postroll_s": 1, "max_evidence_mb": 0.001}
-    stream = {"id": "cam", "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]}
+    stream = {"id": "cam", "url": cam.url, "analyzers": [MOTION]}
     srv = server({"events": events, "streams": [stream]})
     with srv.client() as c:
 
@@ -250,7 +251,7 @@ def test_events_end_to_end(server, camera) -> None:
         {
             "events": {"idle_close_s": 1, "preroll_s": 2, "postroll_s": 1},
             "streams": [
-                {"id": "cam", "url": cam.url, "analyzers": [{"name": "motion", "fps": 5}]},
+                {"id": "cam", "url": cam.url, "analyzers": [MOTION]},
             ],
         }
     )

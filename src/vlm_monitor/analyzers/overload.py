@@ -34,8 +34,9 @@ LATE_SHARE = 0.05  # frames lost above this share of those wanted: behind
 SLOW_RUNNER_SHARE = 0.2  # one runner losing this share while the machine is not full: slow
 RISE = 1.1  # rates rise by 10 % a period while there is room: slowly, to find the limit
 MARGIN = 0.95  # shed a little below what was kept, so the queue drains
-# A runner's first seconds are not counted: loading models and the first frames of a camera
-# (or of many, at start-up) lose frames once, which is no measure of the load to come.
+# A runner's first seconds of lost frames are not counted: loading models and the first
+# frames of a camera (or of many, at start-up) lose frames once, which is no measure of the
+# load to come. Its busy time counts from the start.
 WARM_S = 5.0
 # Least rate each analyzer sheds to. Heart rate's band needs MIN_RATE_HZ samples a second:
 # below it a reading is worthless, so it keeps that rate and the others shed more.
@@ -112,10 +113,11 @@ class LoadGovernor:
             if t < before.taken or d < before.lost or b < before.busy_s:
                 before = _Seen(born=now)  # a new runner under the same name: counters from 0
             seen[key] = _Seen(t, d, b, born=before.born)
+            busy += b - before.busy_s  # the threads' time is spent, warming or not
             if now - before.born < WARM_S:
                 continue
             dt, dd = t - before.taken, d - before.lost
-            taken, lost, busy = taken + dt, lost + dd, busy + b - before.busy_s
+            taken, lost = taken + dt, lost + dd
             late = dd / (dt + dd) if dt + dd else 0.0
             seen[key].late = late
             if late > SLOW_RUNNER_SHARE:
@@ -176,7 +178,8 @@ class LoadGovernor:
         self.refused += 1
         raise CapacityError(
             f"stream {stream_id!r} refused: this machine is at capacity ({reason}); remove a "
-            "stream, lower analyzer rates, or run analyzers on workers (analysis.dispatch: redis)"
+            "stream, lower analyzer rates, run analyzers in processes (analysis.processes) "
+            "if the cores are not yet full, or on workers (analysis.dispatch: redis)"
         )
 
     def degraded(self, stream_id: str) -> dict[str, Any] | None:
