@@ -33,6 +33,7 @@ log = logging.getLogger("vlm_monitor.analyzers")
 LATE_SHARE = 0.05  # frames lost above this share of those wanted: behind
 SLOW_RUNNER_SHARE = 0.2  # one runner losing this share while the machine is not full: slow
 RISE = 1.1  # rates rise by 10 % a period while there is room: slowly, to find the limit
+PROBE_AFTER = 5  # periods without a lost frame after which busy cores may take a step up
 MARGIN = 0.95  # shed a little below what was kept, so the queue drains
 # A runner's first seconds of lost frames are not counted: loading models and the first
 # frames of a camera (or of many, at start-up) lose frames once, which is no measure of the
@@ -89,6 +90,7 @@ class LoadGovernor:
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._slow: dict[str, str] = {}  # stream -> why one of its analyzers is slow
         self._last: float | None = None
+        self._quiet = 0  # periods in a row without lost frames
 
     def measure(
         self, runners: Sequence[Runner], now: float | None = None, cpu_s: float | None = None
@@ -134,8 +136,14 @@ class LoadGovernor:
         full = max(self.busy, self.cpu) >= self.config.busy_share
         if self.late > LATE_SHARE and (full or widespread):
             share = max(self.config.min_share, share * (1 - self.late) * MARGIN)
-        elif self.late < LATE_SHARE / 2 and not full:
+        quiet = self.late < LATE_SHARE / 2
+        self._quiet = self._quiet + 1 if quiet else 0
+        # Busy cores that lose nothing may have room yet (a burst shed them, not the load):
+        # after a while without loss the rates try a step up, and shed again if it was too
+        # much.
+        if quiet and share < 1.0 and (not full or self._quiet >= PROBE_AFTER):
             share = min(1.0, share * RISE)
+            self._quiet = 0
         self._log_change(share, len(seen))
         self.share = share
         for runner in runners:
