@@ -4,6 +4,7 @@ process is restarted with its streams; nothing is left behind at stop."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from vlm_monitor.analyzers import process_main
 from vlm_monitor.testing import wait_until
 from vlm_monitor.testing_zoo import FACE_BPM, encode_frames, scene_frames, x264
 
@@ -101,3 +103,31 @@ def test_analyzers_run_in_processes_survive_a_killed_one_and_leave_nothing(
     assert srv.stop() == 0
     assert not [pid for pid in pids if psutil.pid_exists(pid)]
     assert not list(SHM.glob(f"vlm-monitor-{server_pid}-*"))
+
+
+def test_an_analyzer_the_process_cannot_build_fails_its_jobs_not_the_process(
+    tmp_path: Path,
+) -> None:
+    """A real analyzer process driven over its pipe: a stream whose analyzers cannot be built
+    there answers each job with why, and the process serves the next one."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    worker = ctx.Process(target=process_main.main, args=(theirs,), daemon=True)
+    worker.start()
+    frame = tmp_path / "frame"
+    frame.write_bytes(bytes(64 * 48 * 3))
+    ours.send(("add", "bad", [{"name": "emotion", "params": {"no_such_param": 1}}]))
+    ours.send(("add", "good", [{"name": "motion"}]))
+    for job, stream in ((1, "bad"), (2, "good")):
+        ours.send(("job", job, stream, "emotion" if stream == "bad" else "motion",
+                   str(frame), 64, 48, 1, 1.0, 1.0, 64, 48))  # fmt: skip
+    replies = {}
+    for _ in range(2):
+        assert ours.poll(30)
+        _, job, payload, error, _busy = ours.recv()
+        replies[job] = (payload, error)
+    assert replies[1][0] is None and "cannot run in an analyzer process" in replies[1][1]
+    assert replies[2][1] is None  # the motion analyzer ran: the first frame, no result yet
+    ours.send(("stop",))
+    worker.join(10)
+    assert worker.exitcode == 0

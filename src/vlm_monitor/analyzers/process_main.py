@@ -52,10 +52,13 @@ class _Mapped:
 
 
 def _analyze(
-    streams: dict[str, dict[str, Analyzer]], mapped: _Mapped, job: tuple[Any, ...]
+    streams: dict[str, dict[str, Analyzer] | str], mapped: _Mapped, job: tuple[Any, ...]
 ) -> tuple[dict[str, Any] | None, str | None]:
     _, _, stream_id, name, path, width, height, seq, ts, shot, src_w, src_h = job
-    analyzer = streams.get(stream_id, {}).get(name)
+    built = streams.get(stream_id, {})
+    if isinstance(built, str):
+        return None, built
+    analyzer = built.get(name)
     if analyzer is None:
         return None, f"{name} is not running on {stream_id} in this analyzer process"
     try:
@@ -64,6 +67,19 @@ def _analyze(
         return analyzer.analyze(image, frame), None
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _build(
+    stream_id: str, configs: list[dict[str, Any]], models: SharedModels
+) -> dict[str, Analyzer] | str:
+    """The stream's analyzers; or, when one cannot be built here (one registered in the
+    server's code only, say), why: each of its jobs answers that instead of this process
+    dying on it."""
+    try:
+        analyzers = [AnalyzerConfig.model_validate(c) for c in configs]
+        return build_analyzers(stream_id, analyzers, models)[1]
+    except Exception as exc:
+        return f"cannot run in an analyzer process: {type(exc).__name__}: {exc}"
 
 
 def main(conn: Connection) -> None:
@@ -75,7 +91,7 @@ def main(conn: Connection) -> None:
     # over the cores, for the small pictures analyzers give it.
     cv2.setNumThreads(1)
     models = SharedModels()
-    streams: dict[str, dict[str, Analyzer]] = {}
+    streams: dict[str, dict[str, Analyzer] | str] = {}  # or why they could not be built
     mapped = _Mapped()
     while True:
         try:
@@ -88,9 +104,7 @@ def main(conn: Connection) -> None:
             payload, error = _analyze(streams, mapped, msg)
             conn.send(("done", msg[1], payload, error, time.perf_counter() - start))
         elif kind == "add":
-            configs = [AnalyzerConfig.model_validate(c) for c in msg[2]]
-            # The server built these same analyzers before sending them: they build here.
-            streams[msg[1]] = build_analyzers(msg[1], configs, models)[1]
+            streams[msg[1]] = _build(msg[1], msg[2], models)
         elif kind == "remove":
             streams.pop(msg[1], None)
         elif kind == "unmap":
