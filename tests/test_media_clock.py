@@ -44,12 +44,36 @@ def test_without_presentation_times_arrival_is_used_and_never_goes_back() -> Non
 
 @pytest.mark.parametrize("rate", [0.8, 1.2])
 def test_timestamps_that_do_not_run_in_real_time_give_way_to_arrival(rate: float) -> None:
-    """An encoder that stamps 15 fps as 12 or 18: after 20 s its clock is not used."""
+    """An encoder that stamps 15 fps as 12 or 18: after two 20 s windows its clock is not
+    used; the time line goes on by arrival, without a jump or a stall."""
     clock = MediaClock()
-    times = [clock.unix(T0 + i / 15, rate * i / 15) for i in range(15 * 40)]
+    times = [clock.unix(T0 + i / 15, rate * i / 15) for i in range(15 * 50)]
     assert not clock.trusted
     late = [b - a for a, b in itertools.pairwise(times[-15 * 5 :])]
     assert late == pytest.approx([1 / 15] * len(late), abs=1e-5)
+
+
+def test_one_stall_or_connect_burst_keeps_the_cameras_clock() -> None:
+    """A frame that arrives 1.5 s late at the end of a window (a stall, a busy decoder), or a
+    connect burst, is one bad window: not enough to stop trusting the camera."""
+    clock = MediaClock()
+    for i in range(15 * 60):
+        stall = 1.5 if i == 15 * 20 else 0.0
+        burst = -1.4 if i < 20 else 0.0  # the first 20 frames came at once
+        clock.unix(T0 + i / 15 + stall + burst * (1 - i / 20), i / 15)
+        assert clock.trusted, i
+
+
+def test_trust_comes_back_once_the_timestamps_run_true() -> None:
+    clock = MediaClock()
+    i = 0
+    while clock.trusted:  # a wrong rate first
+        clock.unix(T0 + i / 15, 1.2 * i / 15)
+        i += 1
+    base = 1.2 * i / 15 - i / 15
+    for j in range(i, i + 15 * 25):  # then true
+        clock.unix(T0 + j / 15, base + j / 15)
+    assert clock.trusted
 
 
 def test_a_timestamp_a_little_out_of_order_does_not_move_the_time_line() -> None:

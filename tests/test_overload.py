@@ -252,27 +252,36 @@ def test_cores_full_of_other_work_is_overload_and_rates_try_up_only_after_a_quie
         for name, fps in (("emotion", 5), ("attention", 5), ("heart_rate", 15))
     ]
     cpu = 0.0
-    gov.measure(runners, next(SECONDS), cpu)
+    gov.measure(runners, next(SECONDS), {1: cpu})
     for _ in range(math.ceil(WARM_S) + 1):
         next(SECONDS)
     cpu += 2 * (math.ceil(WARM_S) + 1) * 0.5
-    gov.measure(runners, next(SECONDS), cpu)
+    gov.measure(runners, next(SECONDS), {1: cpu})
     assert gov.share == 1 and gov.cpu == pytest.approx(0.5, abs=0.1)
     for r in runners:  # heart rate alone loses frames; the threads are not busy
         r.period(kept=0.8 if r.name == "heart_rate" else 1.0, busy_s=0.1)
     cpu += 2 * 0.97
-    gov.measure(runners, next(SECONDS), cpu)
+    gov.measure(runners, next(SECONDS), {1: cpu})
     assert gov.cpu == pytest.approx(0.97) and gov.share < 1
     shed = gov.share
     for _ in range(PROBE_AFTER - 1):  # nothing lost at the shed rates, the cores still full
         for r in runners:
             r.period(kept=1.0, busy_s=0.1)
         cpu += 2 * 0.95
-        gov.measure(runners, next(SECONDS), cpu)
+        gov.measure(runners, next(SECONDS), {1: cpu})
         assert gov.share == shed
     assert gov.status()["cpu"] == pytest.approx(0.95)
     for r in runners:  # long enough without a loss: a step up is tried
         r.period(kept=1.0, busy_s=0.1)
     cpu += 2 * 0.95
-    gov.measure(runners, next(SECONDS), cpu)
+    gov.measure(runners, next(SECONDS), {1: cpu})
     assert gov.share == pytest.approx(min(1.0, shed * 1.1))
+
+
+def test_a_restarted_analyzer_process_does_not_hide_the_cores_in_use() -> None:
+    """CPU is counted per process: one that restarted (a new pid, its counter from zero)
+    neither cancels the others' time nor counts what it had before."""
+    gov = LoadGovernor(OverloadConfig.model_validate({"period_s": 1}), threads=2, cores=2)
+    gov.measure([], next(SECONDS), {1: 10.0, 2: 50.0, 3: 50.0})
+    gov.measure([], next(SECONDS), {1: 10.6, 2: 50.7, 4: 0.2})  # process 3 became 4
+    assert gov.cpu == pytest.approx((0.6 + 0.7) / 2)

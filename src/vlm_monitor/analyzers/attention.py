@@ -122,7 +122,14 @@ class AttentionAnalyzer(Analyzer):
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         seen = self.context.faces.update(image, frame.capture_ts, look=True)
-        return self.reading(seen, placement(image, frame), frame.capture_ts)
+        payload = self.reading(seen, placement(image, frame), frame.capture_ts)
+        if payload is not None:
+            # Held on the capture clock; published on the result's (``video_timestamp``).
+            shift = frame.ts - frame.capture_ts
+            payload["incident_since"] = {
+                k: since + shift for k, since in payload["incident_since"].items()
+            }
+        return payload
 
     def reading(self, seen: FaceFrame, place: Placement, ts: float) -> dict[str, Any] | None:
         """The payload for one frame's faces at ``ts``, or None when nothing is due."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,12 +78,12 @@ class LoadGovernor:
     """Measures the analyzers every ``period_s`` and sets the share of their rates they run at.
     Called on the event loop (``measure``) and by the API (``admit``, ``status``)."""
 
-    def __init__(self, config: OverloadConfig, threads: int, cores: int = 1) -> None:
-        self.config, self.threads, self.cores = config, threads, max(1, cores)
+    def __init__(self, config: OverloadConfig, threads: int, cores: float = 1.0) -> None:
+        self.config, self.threads, self.cores = config, threads, max(0.1, cores)
         self.share = 1.0
         self.busy = 0.0  # the analyzer threads' busy share over the last period
         self.cpu = 0.0  # share of the cores the server and its analyzer processes used
-        self._cpu_s: float | None = None
+        self._cpu: dict[int, float] | None = None
         self.late = 0.0  # share of wanted frames lost over the last period, all runners
         self.since: float | None = None  # unix time shedding began
         self.refused = 0
@@ -93,17 +93,23 @@ class LoadGovernor:
         self._quiet = 0  # periods in a row without lost frames
 
     def measure(
-        self, runners: Sequence[Runner], now: float | None = None, cpu_s: float | None = None
+        self,
+        runners: Sequence[Runner],
+        now: float | None = None,
+        cpu: Mapping[int, float] | None = None,
     ) -> None:
-        """``now``: monotonic seconds (given by tests that script the counters); ``cpu_s``:
-        CPU seconds the server and its analyzer processes have used, over ``cores``."""
+        """``now``: monotonic seconds (given by tests that script the counters); ``cpu``: CPU
+        seconds used so far by the server and its analyzer processes, by pid (a process
+        that restarted counts from its next look)."""
         now = time.monotonic() if now is None else now
         period = max(1e-3, now - (self._last if self._last is not None else now))
         self._last = now
-        if cpu_s is not None:
-            if self._cpu_s is not None:
-                self.cpu = max(0.0, cpu_s - self._cpu_s) / (period * self.cores)
-            self._cpu_s = cpu_s
+        if cpu is not None:
+            if self._cpu is not None:
+                was = self._cpu
+                used = sum(max(0.0, s - was[p]) for p, s in cpu.items() if p in was)
+                self.cpu = used / (period * self.cores)
+            self._cpu = dict(cpu)
         seen: dict[tuple[str, str], _Seen] = {}
         taken = lost = 0
         busy = 0.0

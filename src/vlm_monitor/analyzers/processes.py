@@ -47,10 +47,10 @@ STEADY_S = 600.0  # a process that lived this long before dying is restarted wit
 Payload = dict[str, Any] | None
 
 
-def cpu_seconds(children: list[int]) -> float:
-    """CPU seconds used so far by this process (all its threads) and by ``children``: on
-    Linux from /proc; elsewhere this process alone."""
-    total = time.process_time()
+def cpu_times(children: list[int]) -> dict[int, float]:
+    """CPU seconds used so far, by pid: this process (all its threads) and ``children`` (on
+    Linux, from /proc; elsewhere this process alone)."""
+    times = {os.getpid(): time.process_time()}
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for pid in children:
         try:
@@ -58,8 +58,27 @@ def cpu_seconds(children: list[int]) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return times
+
+
+def usable_cores() -> float:
+    """The cores this server may use: those it may run on, capped by a container's CPU quota
+    (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), which ``os.cpu_count`` does not see."""
+    cores = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0)
+    cores = cores or float(os.cpu_count() or 1)
+    quota: float | None = None
+    with contextlib.suppress(OSError, ValueError):
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if limit != "max":
+            quota = int(limit) / int(period)
+    if quota is None:
+        with contextlib.suppress(OSError, ValueError):
+            limit = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+            if int(limit) > 0:
+                quota = int(limit) / int(period)
+    return max(0.1, min(cores, quota)) if quota is not None else cores
 
 
 class ProcessAnalyzerError(RuntimeError):

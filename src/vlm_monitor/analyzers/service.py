@@ -33,7 +33,8 @@ from vlm_monitor.analyzers.params import DEFAULT_FPS, PARAMS
 from vlm_monitor.analyzers.processes import (
     AnalyzerProcesses,
     ProcessAnalyzerError,
-    cpu_seconds,
+    cpu_times,
+    usable_cores,
 )
 from vlm_monitor.analyzers.remote import RemoteAnalysis
 from vlm_monitor.analyzers.stats import RunnerStats
@@ -192,9 +193,7 @@ class AnalyzerService:
         if config.processes and redis is None:
             self.processes = AnalyzerProcesses(config.processes)
         # One job at a time per thread, or per process: what "busy" is measured against.
-        self.governor = LoadGovernor(
-            config.overload, config.processes or threads, os.cpu_count() or 1
-        )
+        self.governor = LoadGovernor(config.overload, config.processes or threads, usable_cores())
         self._governing: asyncio.Task[None] | None = None
         self.models = SharedModels()
         self.remote: RemoteAnalysis | None = None
@@ -225,7 +224,7 @@ class AnalyzerService:
             try:
                 runners = [r for rs in self.running.values() for r in rs.values()]
                 children = [] if self.processes is None else self.processes.pids()
-                self.governor.measure(runners, cpu_s=cpu_seconds(children))
+                self.governor.measure(runners, cpu=cpu_times(children))
             except Exception:  # a bug here must not end overload handling for good
                 log.exception("analyzer load measurement failed")
 

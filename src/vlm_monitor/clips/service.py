@@ -65,7 +65,8 @@ class StreamClips:
             boxes = None if self._boxes is None else self._boxes.around(self.stream, frame.ts)
             # The shared downscale: computed once per frame for every consumer of this budget.
             image = frame.bgr_fit(self._size)
-            self.processor.add_frame(image, frame.capture_ts, frame.seq, None, boxes)
+            # Stamped on arrival (ages, lags); sampled on when it was shot.
+            self.processor.add_frame(image, frame.ts, frame.seq, frame.capture_ts, boxes)
 
 
 class ClipService:

@@ -292,6 +292,8 @@ class Source:
                 "camera timestamps do not run in real time: frames are timed by arrival",
                 extra={"fields": {"stream": self.id}},
             )
+        elif self._clock.trusted and not trusted:
+            log.info("camera timestamps run true again", extra={"fields": {"stream": self.id}})
         frame = Frame(self.id, self.frames_in, now, source, capture_ts=shot)
         fmt = (frame.width, frame.height, self.display.codec)
         if fmt != self._format:

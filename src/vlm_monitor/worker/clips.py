@@ -82,7 +82,7 @@ async def run_clip_worker(
                     if image is None:
                         log.warning("undecodable frame skipped", extra={"fields": {"seq": msg.seq}})
                         continue
-                    processor.add_frame(image, msg.ts, msg.seq)
+                    processor.add_frame(image, msg.ts, msg.seq, msg.capture_ts)
 
             try:
                 await asyncio.wait_for(consume(), duration)
