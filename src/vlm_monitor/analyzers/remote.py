@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from vlm_monitor.analyzers.base import AnalysisResult
+from vlm_monitor.analyzers.schedule import DueByRate
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.broadcast.redis_link import RedisLink
 from vlm_monitor.config import StreamConfig
@@ -51,17 +52,9 @@ class RemoteFeed:
     ) -> None:
         self.stream, self.sub, self.stats = stream, sub, stats
         self.configs = [a.model_dump(mode="json") for a in stream.analyzers]
-        self.rates: dict[str, float] = {a.name: a.rate for a in stream.analyzers}
-        self.last_sent: dict[str, float] = {}
+        self.schedule = DueByRate({a.name: a.rate for a in stream.analyzers})
         self.latest: dict[str, dict[str, Any]] = {}
         self.task: asyncio.Task[None] | None = None
-
-    def due(self, ts: float) -> list[str]:
-        # 0.9: a frame arriving a little early is still taken, so jitter does not halve the rate
-        due = [n for n, r in self.rates.items() if ts - self.last_sent.get(n, 0.0) >= 0.9 / r]
-        for name in due:
-            self.last_sent[name] = ts
-        return due
 
 
 class RemoteAnalysis(RedisLink):
@@ -125,7 +118,7 @@ class RemoteAnalysis(RedisLink):
         loop = asyncio.get_running_loop()
         key = analysis_keys(self.channel, feed.stream.id)["jobs"]
         async for frame in feed.sub:
-            due = feed.due(frame.capture_ts)
+            due = feed.schedule.due(frame.capture_ts)
             if not due:
                 continue
             jpeg = await loop.run_in_executor(self.pool, self._encode, frame, feed)
@@ -160,7 +153,7 @@ class RemoteAnalysis(RedisLink):
             return
         now = time.time()
         docs: dict[str | bytes, str | bytes] = {
-            sid: json.dumps({"node": self.node, "seen": now, "analyzers": list(f.rates)})
+            sid: json.dumps({"node": self.node, "seen": now, "analyzers": list(f.schedule.rates)})
             for sid, f in self.feeds.items()
         }
         await client.hset(analysis_keys(self.channel)["streams"], mapping=docs)  # type: ignore[arg-type]

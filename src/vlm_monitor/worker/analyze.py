@@ -29,6 +29,7 @@ import numpy as np
 
 from vlm_monitor.analyzers.base import Analyzer, SharedModels
 from vlm_monitor.analyzers.builtin import build_analyzers
+from vlm_monitor.analyzers.schedule import DueByRate
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import ConfigError, StreamConfig
 from vlm_monitor.geometry import fit_budget
@@ -169,17 +170,10 @@ class StreamAnalysis:
         self.slots = {n: LatestSlot(self.stats[n]) for n in self.analyzers}
         self.frames = LatencyStats()
         self.reconnects = 0
-        self._last_due: dict[str, float] = {}
+        self._schedule = DueByRate(self.rates)
 
     def _shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def _due(self, ts: float) -> list[str]:
-        # 0.9: a frame a little early is still taken, so jitter does not halve the rate.
-        due = [n for n, r in self.rates.items() if ts - self._last_due.get(n, 0.0) >= 0.9 / r]
-        for name in due:
-            self._last_due[name] = ts
-        return due
 
     def _decode(self, msg: FrameMessage) -> Frame | None:
         image = cv2.imdecode(np.frombuffer(msg.jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -198,7 +192,7 @@ class StreamAnalysis:
         loop = asyncio.get_running_loop()
         async for msg in client.frames():
             self.frames.add(msg.seq, msg.ts)
-            due = self._due(msg.ts if msg.capture_ts is None else msg.capture_ts)
+            due = self._schedule.due(msg.ts if msg.capture_ts is None else msg.capture_ts)
             if not due:
                 continue
             frame = await loop.run_in_executor(self.pool, self._decode, msg)
