@@ -12,6 +12,13 @@ from typing import Any
 
 OPENAI_PATH = "/v1/chat/completions"
 DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+# A structured alert the tests ask for, and an answer that fits it.
+ALERT_SCHEMA = {
+    "type": "object",
+    "properties": {"alert": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["alert", "reason"],
+}
+SMOKE_ALERT = '{"alert": true, "reason": "smoke"}'
 
 
 class FakeVlm:

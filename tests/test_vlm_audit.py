@@ -8,18 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_vlm import FakeVlm
+from fake_vlm import ALERT_SCHEMA, SMOKE_ALERT, FakeVlm
 from vlm_monitor.config import VlmProviderConfig, build_config
 from vlm_monitor.vlm.audit import AuditLog, load_request
 from vlm_monitor.vlm.base import ProviderError, VlmRequest
 from vlm_monitor.vlm.registry import ProviderSet
-
-ALERT = {
-    "type": "object",
-    "properties": {"alert": {"type": "boolean"}, "reason": {"type": "string"}},
-    "required": ["alert", "reason"],
-}
-GOOD = '{"alert": true, "reason": "smoke"}'
 
 
 @pytest.fixture
@@ -46,8 +39,8 @@ def test_every_call_is_recorded_with_its_frames(fake: FakeVlm, tmp_path: Path) -
     ps = providers(fake)
     ps.audit(audit.record)
     p = ps.providers["qwen"]
-    fake.behaviours.append(("text", GOOD))
-    p.analyze(request(ALERT))
+    fake.behaviours.append(("text", SMOKE_ALERT))
+    p.analyze(request(ALERT_SCHEMA))
     p.analyze(request())
     fake.behaviours.append(("status", 400))
     with pytest.raises(ProviderError):
@@ -55,7 +48,7 @@ def test_every_call_is_recorded_with_its_frames(fake: FakeVlm, tmp_path: Path) -
     (log,) = (tmp_path / "audit").glob("audit-*.jsonl")
     first, second, third = (json.loads(line) for line in log.read_text().splitlines())
     assert first["structured"] == {"alert": True, "reason": "smoke"} and first["repairs"] == 0
-    assert first["schema"] == ALERT and first["prompt"] == "What happens?"
+    assert first["schema"] == ALERT_SCHEMA and first["prompt"] == "What happens?"
     assert second["answer"] == "A ball moves." and second["tokens"] == 120
     assert third["answer"] is None and "HTTP 400" in third["error"]
     assert len(first["frames"]) == 3 and first["timestamps"] == [1.0, 2.0, 3.0]
@@ -66,7 +59,7 @@ def test_every_call_is_recorded_with_its_frames(fake: FakeVlm, tmp_path: Path) -
 def test_a_recorded_question_reads_back_whole(tmp_path: Path) -> None:
     """What a replay re-sends: frames, the reference picture, annotation and boxes."""
     audit = AuditLog(tmp_path / "audit", max_mb=50, keep_days=30, params={"qwen": {"model": "m"}})
-    asked = request(ALERT)
+    asked = request(ALERT_SCHEMA)
     asked.reference = np.full((360, 640, 3), 200, np.uint8)
     asked.annotate, asked.boxes = True, [[[0.1, 0.1, 0.2, 0.2]]]
     audit.record("qwen", asked, None, "HTTP 500", 0.5)
@@ -76,7 +69,7 @@ def test_a_recorded_question_reads_back_whole(tmp_path: Path) -> None:
     again = load_request(tmp_path / "audit", doc)
     assert len(again.frames) == 3 and again.frames[0].shape == (360, 640, 3)
     assert again.reference is not None and abs(int(again.reference.mean()) - 200) <= 2
-    assert again.annotate and again.boxes == asked.boxes and again.schema == ALERT
+    assert again.annotate and again.boxes == asked.boxes and again.schema == ALERT_SCHEMA
 
 
 def test_the_audit_directory_stays_within_max_mb(fake: FakeVlm, tmp_path: Path) -> None:

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fake_vlm import FakeVlm
+from fake_vlm import ALERT_SCHEMA, SMOKE_ALERT, FakeVlm
 from vlm_monitor.cli import main
 from vlm_monitor.testing import wait_until
-
-ALERT = {
-    "type": "object",
-    "properties": {"alert": {"type": "boolean"}, "reason": {"type": "string"}},
-    "required": ["alert", "reason"],
-}
-SMOKE = '{"alert": true, "reason": "smoke"}'
 
 
 @pytest.fixture
 def fakes():
-    recorded, other = FakeVlm(answer=SMOKE), FakeVlm(answer=SMOKE)
+    recorded, other = FakeVlm(answer=SMOKE_ALERT), FakeVlm(answer=SMOKE_ALERT)
     yield recorded, other
     recorded.close()
     other.close()
@@ -61,7 +54,7 @@ def test_replay_compares_stored_clips_with_another_provider(fakes, server, tmp_p
             "streams": [
                 {"id": "cam", "url": "synthetic://?fps=10&size=320x180",
                  "clips": {"clip_seconds": 1, "frames_per_clip": 2, "min_free_mb": 0,
-                           "provider": "qwen", "schema": ALERT}},
+                           "provider": "qwen", "schema": ALERT_SCHEMA}},
             ],
         }
     )  # fmt: skip
@@ -77,7 +70,7 @@ def test_replay_compares_stored_clips_with_another_provider(fakes, server, tmp_p
     # Oldest first: the decision flips, a field changes, the same answer.
     other.behaviours.extend(
         [("text", '{"alert": false, "reason": "steam"}'),
-         ("text", '{"alert": true, "reason": "fire"}'), ("text", SMOKE)]
+         ("text", '{"alert": true, "reason": "fire"}'), ("text", SMOKE_ALERT)]
     )  # fmt: skip
     done = replay(srv.config_path, "--provider", "other", "--last", "3", "--json")
     assert done.returncode == 0, done.stderr
