@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ import skimage.data
 
 from vlm_monitor.analyzers.base import SharedModels, StreamContext
 from vlm_monitor.analyzers.builtin import OcrAnalyzer
+from vlm_monitor.camera.scene import make_scene
 from vlm_monitor.clips.processor import AsyncVideoProcessor
 from vlm_monitor.clips.service import StreamClips
 from vlm_monitor.clips.store import ClipStore
@@ -25,8 +27,9 @@ from vlm_monitor.config import AnalyzerConfig, ClipsConfig
 from vlm_monitor.flows.executor import RunRecord, execute
 from vlm_monitor.flows.manager import parse_flow
 from vlm_monitor.flows.nodes.base import RunContext
-from vlm_monitor.geometry import Placement, fit_budget
+from vlm_monitor.geometry import Placement, analysis_size, fit_budget
 from vlm_monitor.hub import StreamHub
+from vlm_monitor.pixels import to_bgr
 from vlm_monitor.testing import wait_until
 from vlm_monitor.types import Frame
 from vlm_monitor.vlm.base import VlmAnswer, VlmRequest
@@ -66,6 +69,26 @@ def test_odd_sources_give_even_sides_near_the_budget(source: tuple[int, int]) ->
     if min(source) > 100:  # not limited by a thin side
         assert abs(w * h - 230_400) / 230_400 < 0.02
         assert abs(w / h - source[0] / source[1]) / (source[0] / source[1]) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ((640, 480), (640, 480)),  # a webcam: shrinking would cost more than it saves
+        ((720, 480), (720, 480)),  # 1.5 times the budget, the most kept as it is
+        ((722, 480), (588, 392)),  # just over: to the budget like any larger source
+        ((1280, 720), (640, 360)),
+        ((1280, 960), (640, 480)),  # halved: the cheap shrink
+        ((1440, 1080), (554, 416)),  # its half is over: to the budget
+        ((1920, 1080), (640, 360)),
+        ((320, 240), (320, 240)),
+    ],
+)
+def test_analysis_frames_keep_sources_near_the_budget(
+    source: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert analysis_size(*source, BUDGET) == expected
+    assert analysis_size(*source, None) == source
 
 
 def test_budget_is_computed_once_per_shape() -> None:
@@ -278,3 +301,34 @@ def test_clips_keep_the_shape(tmp_path: Path) -> None:
     with av.open(results[0].video_path) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (480, 480)
+
+
+def _decoded_face(width: int, height: int) -> av.VideoFrame:
+    """A frame of the face scene as a camera sends it: H.264, decoded."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, 15)
+    picture = av.VideoFrame.from_ndarray(make_scene(width, height, "face").render(1, 0.0), "bgr24")
+    packets = codec.encode(picture.reformat(format="yuv420p")) + codec.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    return frames[0]
+
+
+def test_halving_a_camera_frame_matches_swscale() -> None:
+    frame = _decoded_face(1280, 720)
+    reference = frame.to_ndarray(width=640, height=360, format="bgr24", interpolation="AREA")
+    halved = to_bgr(frame, (640, 360))
+    assert halved.shape == reference.shape == (360, 640, 3)
+    difference = np.abs(halved.astype(int) - reference.astype(int))
+    assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 4
+    means = halved.reshape(-1, 3).mean(axis=0) - reference.reshape(-1, 3).mean(axis=0)
+    assert np.all(np.abs(means) < 2)  # the colours heart rate reads: the same to a level
+
+
+@pytest.mark.parametrize(("colorspace", "color_range"), [(1, 1), (2, 2)])  # BT.709, full range
+def test_frames_opencv_would_read_wrong_go_to_swscale(colorspace: int, color_range: int) -> None:
+    frame = _decoded_face(1280, 720)
+    frame.colorspace, frame.color_range = colorspace, color_range
+    reference = frame.to_ndarray(width=640, height=360, format="bgr24", interpolation="AREA")
+    assert np.array_equal(to_bgr(frame, (640, 360)), reference)

@@ -21,7 +21,7 @@ from vlm_monitor.analyzers.params import (
     MotionParams,
     OcrParams,
 )
-from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
+from vlm_monitor.analyzers.rppg import HeartRateEstimator, SkinTrace
 from vlm_monitor.config import AnalyzerConfig, StreamConfig
 from vlm_monitor.geometry import Placement
 from vlm_monitor.registry import PluginError, Registry
@@ -97,10 +97,11 @@ class HeartRateAnalyzer(Analyzer):
             rate_hz=config.rate,
             min_snr_db=p.min_snr_db,
         )
+        self._skin = SkinTrace()
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         face = self.context.face(image, frame)
-        rgb = None if face is None else skin_mean(image, *face.skin_regions())
+        rgb = None if face is None else self._skin.mean(image, face.skin_regions())
         reading = self._estimator.add(frame.capture_ts, rgb)
         if reading is None:
             return None

@@ -34,6 +34,7 @@ from vlm_monitor.analyzers.face_mesh import (
     roi_from_detection,
     roi_from_landmarks,
 )
+from vlm_monitor.analyzers.stillness import Stillness
 
 DetectorMode = Literal["auto", "short", "full"]
 Polygons = tuple[list[np.ndarray], list[np.ndarray]]
@@ -47,8 +48,12 @@ SMALL_FACE = 0.14  # of the frame's longer side, short range's own box
 LARGE_FACE = 0.20  # of the longer side, full range's box
 AUTO_MISSES = 2  # detections in a row with no face before trying the other model
 # The irises (2 x ~1.5 ms) are read at most this often; frames between keep the last gaze.
-# Looking away counts after seconds (``away_s``), so 2.5 readings a second are plenty.
+# Looking away counts after seconds (``away_s``), so 2.5 readings a second are plenty; eyes
+# that have not moved keep their gaze up to a second (``Stillness``).
 GAZE_EVERY_S = 0.4
+GAZE_STILL_S = 1.0
+# Lids and corners of both eyes: the region whose change means the gaze may have moved.
+EYES = (33, 133, 159, 145, 362, 263, 386, 374)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -222,8 +227,13 @@ class FaceTracking:
         self._mesh_every = 1.0 / landmarks_fps if landmarks_fps else 0.0
         self._mesh_at = float("-inf")
         self._score = 0.0
+        # Between detections, a face that has not moved keeps its landmarks: the mesh runs
+        # again when it moves (a pixel), or at the next detection.
+        self._face_still = Stillness(max_age_s=detect_every_s)
         self._gaze: Gaze | None = None
         self._gaze_at = float("-inf")
+        self._eyes_still = Stillness(max_age_s=GAZE_STILL_S)
+        self.mesh_runs = self.iris_runs = 0
         self._tracker = FaceTracker(None, detect_every_s, hold_s)
         self._lock = threading.Lock()
         self._range: Range = "full" if detector == "full" else "short"
@@ -247,12 +257,17 @@ class FaceTracking:
             if wanted and not last.looked and last.ts == ts:
                 if main is not None and main.landmarks is not None:
                     points = main.landmarks
-                    if ts - self._gaze_at >= GAZE_EVERY_S - 1e-3:
+                    if ts - self._gaze_at >= GAZE_EVERY_S - 1e-3 and not (
+                        self._gaze is not None and self._eyes_still.still(image, ts)
+                    ):
                         self._gaze = gaze(points, *self._models().iris.centres(image, points))
                         self._gaze_at = ts
+                        self.iris_runs += 1
+                        self._eyes_still.mark(image, _eyes_box(points, image.shape), ts)
                     main = replace(main, pose=head_pose(points), gaze=self._gaze)
                 else:  # a face found again is read afresh
                     self._gaze_at = float("-inf")
+                    self._eyes_still.reset()
                 self._last = last = replace(last, main=main, looked=True)
             return last
 
@@ -272,7 +287,7 @@ class FaceTracking:
         if (
             found is None
             and self._points is not None
-            and ts - self._mesh_at < self._mesh_every - 1e-3
+            and (ts - self._mesh_at < self._mesh_every - 1e-3 or self._face_still.still(image, ts))
         ):
             face = TrackedFace(
                 tracked.box, tracked.age_s, self._points, self._score, skin=self._skin
@@ -289,6 +304,8 @@ class FaceTracking:
         points = self._points = mesh.points
         self._skin = []
         self._mesh_at, self._score = ts, round(mesh.score, 3)
+        self.mesh_runs += 1
+        self._face_still.mark(image, landmark_box(points, (image.shape[1], image.shape[0])), ts)
         self._tracker.confirm(ts)
         face = TrackedFace(
             tracked.box, 0.0 if found else tracked.age_s, points, self._score, skin=self._skin
@@ -331,6 +348,14 @@ class FaceTracking:
         self._misses = 0
         self._range = "full" if self._range == "short" else "short"
         return models.detector.detections(image, self._range)
+
+
+def _eyes_box(points: np.ndarray, shape: tuple[int, ...]) -> Box:
+    """Both eyes, with half their height again above and below (lids and brows move with
+    a glance), in frame pixels."""
+    x, y, w, h = landmark_box(points[list(EYES)], (shape[1], shape[0]))
+    pad = max(h // 2, 4)
+    return (x, y - pad, w, h + 2 * pad)
 
 
 class FaceModelsSource(Protocol):

@@ -189,7 +189,7 @@ class AnalyzerProcesses:
         while (item := child.outbox.get()) is not None:
             job, stream_id, name, frame, size, slots = item
             try:
-                image = frame.bgr_fit(size)  # the shared conversion, once per frame and size
+                image = frame.analysis_bgr(size)  # the shared conversion, once per frame and size
                 slot, retired = slots.put(frame, image)
                 child.slots_held[job] = (slots, slot)
                 height, width = image.shape[:2]

@@ -111,7 +111,7 @@ class RemoteAnalysis(RedisLink):
         return None if feed is None else feed.latest.get(analyzer)
 
     def _encode(self, frame: Frame, feed: RemoteFeed) -> bytes:
-        image = frame.bgr_fit(feed.stream.analysis_dims)
+        image = frame.analysis_bgr(feed.stream.analysis_dims)
         return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1])
 
     async def _feed(self, feed: RemoteFeed) -> None:

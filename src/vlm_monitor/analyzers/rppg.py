@@ -283,3 +283,34 @@ def skin_mean(
         return None
     b, g, r, _ = cv2.mean(roi, mask=mask)
     return np.array([r, g, b])
+
+
+Regions = tuple[list[np.ndarray], list[np.ndarray]]  # polygons to take, to leave out
+
+
+class SkinTrace:
+    """Per-frame skin colour without steps where the skin region moves.
+
+    The region comes from the last Face Mesh run and stays put until the next one, while the
+    face moves under it. When it moves on to new landmarks the mean jumps a little (other
+    pixels), and jumps as often as the mesh runs again: a sway makes that a few times a
+    second, right in the heart-rate band. So on the frame where the region changes, both
+    regions are read and the new one is scaled to continue the old one's level; the gain
+    drifts slowly with the face, which the detrending removes."""
+
+    def __init__(self) -> None:
+        self._regions: Regions | None = None
+        self._gain = np.ones(3)
+
+    def mean(self, bgr: np.ndarray, regions: Regions) -> np.ndarray | None:
+        rgb = skin_mean(bgr, *regions)
+        if rgb is None:
+            self._regions, self._gain = None, np.ones(3)
+            return None
+        previous, self._regions = self._regions, regions
+        if previous is not None and previous is not regions:
+            before = skin_mean(bgr, *previous)
+            if before is not None:
+                self._gain = self._gain * before / rgb
+        adjusted: np.ndarray = rgb * self._gain
+        return adjusted

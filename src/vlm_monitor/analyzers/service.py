@@ -90,7 +90,7 @@ class AnalyzerRunner:
         start = time.perf_counter()
         try:
             # The shared downscale: one conversion per frame for every consumer of this size.
-            return self.analyzer.analyze(frame.bgr_fit(self.size), frame)
+            return self.analyzer.analyze(frame.analysis_bgr(self.size), frame)
         finally:
             self.busy_s += time.perf_counter() - start
 

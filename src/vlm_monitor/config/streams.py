@@ -190,8 +190,10 @@ class StreamConfig(_Model):
         "640x360",
         description="pixel budget WIDTHxHEIGHT of the analysis frames shared by analyzers: "
         "scaled to the source's aspect ratio at about WIDTH*HEIGHT pixels, even sides (640x360: "
-        "16:9 -> 640x360, 4:3 -> 554x416, 1:1 -> 480x480, 9:16 -> 360x640); a source within "
-        "the budget is analysed at its own size; null = native",
+        "16:9 -> 640x360, 4:3 -> 554x416, 1:1 -> 480x480, 9:16 -> 360x640); a source up to "
+        "1.5 times the budget (a 640x480 webcam) is analysed at its own size, and one whose "
+        "half is within that is halved (1280x960 -> 640x480): cheaper than an odd ratio; "
+        "null = native",
     )
     stall_timeout_s: float = Field(
         5.0, gt=0, description="no frame for this long: reconnect (longer than an HLS segment)"

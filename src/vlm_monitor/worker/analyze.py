@@ -32,7 +32,7 @@ from vlm_monitor.analyzers.builtin import build_analyzers
 from vlm_monitor.analyzers.schedule import DueByRate
 from vlm_monitor.analyzers.stats import RunnerStats
 from vlm_monitor.config import ConfigError, StreamConfig
-from vlm_monitor.geometry import fit_budget
+from vlm_monitor.geometry import analysis_size
 from vlm_monitor.hub.wire import FrameMessage
 from vlm_monitor.sources.backoff import backoff_delay
 from vlm_monitor.types import Frame
@@ -183,7 +183,7 @@ class StreamAnalysis:
         # pixel budget, its boxes placed back in the full size.
         source = (int(image.shape[1]), int(image.shape[0]))
         budget = self.stream.analysis_dims
-        size = source if budget is None else fit_budget(*source, *budget)
+        size = analysis_size(*source, budget)
         if size != source:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return Frame(self.stream.id, msg.seq, msg.ts, image, source, msg.capture_ts)
