@@ -133,3 +133,34 @@ def sway_video(
         frame = cv2.warpAffine(frame, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
         frame += rng.normal(0, noise, frame.shape).astype(np.float32)
         yield t, np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def test_skin_trace_has_no_steps_where_the_region_moves() -> None:
+    """The skin region moves on to new landmarks twice a second while the face stays: each
+    move reads other pixels (the cheek's shading), a 120 bpm square wave stronger than the
+    72 bpm pulse. Read plainly it wins; the skin trace continues each region's level
+    from the last and keeps the pulse."""
+    from vlm_monitor.analyzers.rppg import SkinTrace, skin_mean
+    from vlm_monitor.camera.scene import PULSE_SIGNATURE
+
+    width, height, fps = 320, 240, 15.0
+    across = np.linspace(-1, 1, width, dtype=np.float32)[None, :, None]
+    # Shading that changes the skin's hue across the cheek, as light from one side does: a
+    # change of brightness alone POS would cancel.
+    skin = np.full((height, width, 3), (120, 150, 200), np.float32) * (
+        1 + across * np.array([0.05, 0.2, 0.0], np.float32)
+    )
+    region = np.array([[100, 60], [200, 60], [200, 180], [100, 180]], np.int32)
+    regions = [([region], []), ([region + np.array([4, 0], np.int32)], [])]  # 4 pixels on
+    rng = np.random.default_rng(0)
+    trace, plain, steady = SkinTrace(), [], []
+    for i in range(int(fps * 12)):
+        t = i / fps
+        frame = skin * (1 + 0.006 * np.sin(2 * np.pi * 72 / 60 * t) * PULSE_SIGNATURE)
+        frame += rng.normal(0, 2, frame.shape).astype(np.float32)  # a sensor's noise
+        pixels = np.clip(frame, 0, 255).astype(np.uint8)
+        current = regions[int(t * 4) % 2]  # a new region every quarter second
+        plain.append(skin_mean(pixels, *current))
+        steady.append(trace.mean(pixels, current))
+    assert abs(heart_rate(np.stack(plain), fps).bpm - 72) > 20
+    assert abs(heart_rate(np.stack(steady), fps).bpm - 72) < 2
