@@ -218,6 +218,8 @@ class HeartRateEstimator:
                     ts,
                 ),
             )
+        if self._next_update is not None and ts < self._next_update:
+            return None  # the window is read once per update, not per frame
         rgb = np.stack(self._rgb)
         if rgb.mean() < self.min_brightness:
             return self._due(
@@ -253,16 +255,33 @@ class HeartRateEstimator:
         )
 
 
-def skin_mean(
+@dataclass(frozen=True)
+class SkinMask:
+    """The skin pixels of a face's skin region in one frame: ``mask`` over the frame's
+    ``[y0:y1, x0:x1]``."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    mask: np.ndarray
+
+    def mean(self, bgr: np.ndarray) -> np.ndarray:
+        """Mean RGB under the mask in ``bgr`` (this frame or another of the same size)."""
+        b, g, r, _ = cv2.mean(bgr[self.y0 : self.y1, self.x0 : self.x1], mask=self.mask)
+        return np.array([r, g, b])
+
+
+def skin_mask(
     bgr: np.ndarray,
     regions: Sequence[np.ndarray],
     exclude: Sequence[np.ndarray] = (),
     min_pixels: int = 150,
-) -> np.ndarray | None:
-    """Mean RGB of the skin pixels inside the face's skin ``regions`` less ``exclude``
-    (polygons in frame pixels, from the landmarks: forehead, cheeks and chin without eyes,
-    brows, nose and mouth), checked against a YCrCb skin range (Cr 133-173, Cb 77-127) so
-    hair, a hand or glasses over them do not count; None when too little skin shows."""
+) -> SkinMask | None:
+    """The skin pixels inside the face's skin ``regions`` less ``exclude`` (polygons in frame
+    pixels, from the landmarks: forehead, cheeks and chin without eyes, brows, nose and
+    mouth), checked against a YCrCb skin range (Cr 133-173, Cb 77-127) so hair, a hand or
+    glasses over them do not count; None when too little skin shows."""
     if not regions:
         return None
     h, w = bgr.shape[:2]
@@ -281,36 +300,45 @@ def skin_mean(
     mask = cv2.bitwise_and(mask, cv2.inRange(ycrcb, (0, 133, 77), (255, 173, 127)))
     if int(np.count_nonzero(mask)) < min_pixels:
         return None
-    b, g, r, _ = cv2.mean(roi, mask=mask)
-    return np.array([r, g, b])
+    return SkinMask(int(x0), int(y0), int(x1), int(y1), mask)
+
+
+def skin_mean(
+    bgr: np.ndarray, regions: Sequence[np.ndarray], exclude: Sequence[np.ndarray] = ()
+) -> np.ndarray | None:
+    """Mean RGB of the skin pixels of ``skin_mask``; None when too little skin shows."""
+    found = skin_mask(bgr, regions, exclude)
+    return None if found is None else found.mean(bgr)
 
 
 Regions = tuple[list[np.ndarray], list[np.ndarray]]  # polygons to take, to leave out
 
 
 class SkinTrace:
-    """Per-frame skin colour without steps where the skin region moves.
+    """Per-frame skin colour of a tracked face, without steps where its skin region moves.
 
-    The region comes from the last Face Mesh run and stays put until the next one, while the
-    face moves under it. When it moves on to new landmarks the mean jumps a little (other
-    pixels), and jumps as often as the mesh runs again: a sway makes that a few times a
-    second, right in the heart-rate band. So on the frame where the region changes, both
-    regions are read and the new one is scaled to continue the old one's level; the gain
-    drifts slowly with the face, which the detrending removes."""
+    The region comes from the last Face Mesh run and stays put until the next one (the
+    tracker runs the mesh again when the face moves, and at least every detection), so the
+    skin pixels are picked once per region, on its first frame, and later frames only
+    average under them. When the region moves on to new landmarks the mean jumps a little
+    (other pixels), as often as the mesh runs: a sway makes that a few times a second, right
+    in the heart-rate band. So on the frame where the region changes both regions are read,
+    and the new one is scaled to continue the old one's level; the gain drifts slowly with
+    the face, which the detrending removes."""
 
     def __init__(self) -> None:
         self._regions: Regions | None = None
+        self._mask: SkinMask | None = None
         self._gain = np.ones(3)
 
     def mean(self, bgr: np.ndarray, regions: Regions) -> np.ndarray | None:
-        rgb = skin_mean(bgr, *regions)
-        if rgb is None:
-            self._regions, self._gain = None, np.ones(3)
-            return None
-        previous, self._regions = self._regions, regions
-        if previous is not None and previous is not regions:
-            before = skin_mean(bgr, *previous)
-            if before is not None:
-                self._gain = self._gain * before / rgb
-        adjusted: np.ndarray = rgb * self._gain
+        if regions is not self._regions or self._mask is None:
+            mask = skin_mask(bgr, *regions)
+            if mask is None:
+                self._regions, self._mask, self._gain = None, None, np.ones(3)
+                return None
+            if self._mask is not None:
+                self._gain = self._gain * self._mask.mean(bgr) / mask.mean(bgr)
+            self._regions, self._mask = regions, mask
+        adjusted: np.ndarray = self._mask.mean(bgr) * self._gain
         return adjusted
