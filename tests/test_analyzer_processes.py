@@ -118,14 +118,15 @@ def test_an_analyzer_the_process_cannot_build_fails_its_jobs_not_the_process(
     frame.write_bytes(bytes(64 * 48 * 3))
     ours.send(("add", "bad", [{"name": "emotion", "params": {"no_such_param": 1}}]))
     ours.send(("add", "good", [{"name": "motion"}]))
-    for job, stream in ((1, "bad"), (2, "good")):
-        ours.send(("job", job, stream, "emotion" if stream == "bad" else "motion",
-                   str(frame), 64, 48, 1, 1.0, 1.0, 64, 48))  # fmt: skip
-    replies = {}
-    for _ in range(2):
-        assert ours.poll(30)
-        _, job, payload, error, _busy = ours.recv()
-        replies[job] = (payload, error)
+    ours.send(("batch", [
+        ("job", job, stream, "emotion" if stream == "bad" else "motion",
+         str(frame), 64, 48, 1, 1.0, 1.0, 64, 48)
+        for job, stream in ((1, "bad"), (2, "good"))
+    ]))  # fmt: skip
+    assert ours.poll(30)
+    kind, answers = ours.recv()  # one answer for the batch, once both jobs ran
+    assert kind == "done"
+    replies = {job: (payload, error) for job, payload, error, _busy in answers}
     assert replies[1][0] is None and "cannot run in an analyzer process" in replies[1][1]
     assert replies[2][1] is None  # the motion analyzer ran: the first frame, no result yet
     ours.send(("stop",))

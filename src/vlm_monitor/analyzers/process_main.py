@@ -4,9 +4,11 @@ a time, on pictures the server leaves in shared memory (see ``processes``).
 Messages, pickled tuples on one duplex pipe:
 
 - server -> here: ``("add", stream_id, [analyzer config dicts])``, ``("remove", stream_id)``,
-  ``("job", job_id, stream_id, analyzer, path, width, height, seq, ts, capture_ts,
-  source_width, source_height)``, ``("unmap", path)``, ``("stop",)``;
-- here -> server: ``("done", job_id, payload or None, error text or None, seconds busy)``.
+  ``("stop",)``, and ``("batch", [message, ...])`` of ``("job", job_id, stream_id, analyzer,
+  path, width, height, seq, ts, capture_ts, source_width, source_height)`` and
+  ``("unmap", path)`` messages, handled in order;
+- here -> server: ``("done", [(job_id, payload or None, error text or None, seconds busy),
+  ...])``, one per message with jobs, once they all ran.
 
 The process ends when the server says stop or its end of the pipe closes (the server died),
 so it never outlives the server.
@@ -98,16 +100,20 @@ def main(conn: Connection) -> None:
             msg = conn.recv()
         except (EOFError, OSError):
             return
-        kind = msg[0]
-        if kind == "job":
-            start = time.perf_counter()
-            payload, error = _analyze(streams, mapped, msg)
-            conn.send(("done", msg[1], payload, error, time.perf_counter() - start))
-        elif kind == "add":
-            streams[msg[1]] = _build(msg[1], msg[2], models)
-        elif kind == "remove":
-            streams.pop(msg[1], None)
-        elif kind == "unmap":
-            mapped.forget(msg[1])
-        elif kind == "stop":
-            return
+        replies: list[tuple[Any, ...]] = []
+        for item in msg[1] if msg[0] == "batch" else [msg]:
+            kind = item[0]
+            if kind == "job":
+                start = time.perf_counter()
+                payload, error = _analyze(streams, mapped, item)
+                replies.append((item[1], payload, error, time.perf_counter() - start))
+            elif kind == "add":
+                streams[item[1]] = _build(item[1], item[2], models)
+            elif kind == "remove":
+                streams.pop(item[1], None)
+            elif kind == "unmap":
+                mapped.forget(item[1])
+            elif kind == "stop":
+                return
+        if replies:
+            conn.send(("done", replies))

@@ -8,9 +8,10 @@ Each stream's analyzers live in one process (the one with the fewest streams), s
 overload handling. Jobs are queued in order to a sender thread per process, which converts
 the frame to BGR at the analysis size (once per frame, as in-process), writes it to a
 per-stream slot of shared memory (a file in /dev/shm: one copy, shared by every analyzer of
-the stream that asks for that frame) and sends the process a small message; the payload comes
-back on the same pipe. A process that dies is restarted with its streams (their state starts
-afresh); its jobs in flight fail with the reason, as any analyzer error does.
+the stream that asks for that frame) and sends the process a small message (the jobs queued
+by then, together); the payloads come back on the same pipe, together. A process that dies
+is restarted with its streams (their state starts afresh); its jobs in flight fail with the
+reason, as any analyzer error does.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ log = logging.getLogger("vlm_monitor.analyzers")
 STOP_WAIT_S = 5.0
 RESTART_MAX_DELAY_S = 30.0
 STEADY_S = 600.0  # a process that lived this long before dying is restarted without delay
+BATCH = 64  # jobs in one message to a process, at most
 Payload = dict[str, Any] | None
 
 
@@ -86,7 +88,7 @@ class ProcessAnalyzerError(RuntimeError):
 
 
 Job = tuple[int, str, str, Frame, "tuple[int, int] | None", StreamSlots]
-Reply = tuple[Payload, str | None, float]  # payload, error, seconds busy
+Reply = tuple[int, Payload, str | None, float]  # job, payload, error, seconds busy
 Result = tuple[Payload, float]
 
 
@@ -179,42 +181,66 @@ class AnalyzerProcesses:
             except (EOFError, OSError):
                 break
             with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
-                self._loop.call_soon_threadsafe(self._done, child, msg)
+                self._loop.call_soon_threadsafe(self._done, child, msg[1])
         child.process.join(1.0)  # reaped, so its exit code is known
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._died, child, conn)
 
     def _send(self, child: _Child) -> None:
-        """Sends one process its jobs in the order they were submitted."""
-        while (item := child.outbox.get()) is not None:
-            job, stream_id, name, frame, size, slots = item
-            try:
-                image = frame.analysis_bgr(size)  # the shared conversion, once per frame and size
-                slot, retired = slots.put(frame, image)
+        """Sends one process its jobs in the order they were submitted: those queued by the
+        time it looks, up to ``BATCH``, in one message (at 40 streams, one message and one
+        wake-up per job cost the server more than converting the frames)."""
+        running = True
+        while running:
+            items = [child.outbox.get()]
+            while len(items) < BATCH:
+                try:
+                    items.append(child.outbox.get_nowait())
+                except queue.Empty:
+                    break
+            if items[-1] is None:
+                items.pop()
+                running = False
+            batch: list[tuple[Any, ...]] = []
+            jobs: list[int] = []
+            for item in items:
+                assert item is not None
+                job, stream_id, name, frame, size, slots = item
+                try:
+                    image = frame.analysis_bgr(size)  # the shared conversion, once per frame
+                    slot, retired = slots.put(frame, image)
+                except Exception as exc:  # a broken frame, a stopped stream: this job fails
+                    self._reply(child, [(job, None, f"{type(exc).__name__}: {exc}", 0.0)])
+                    continue
                 child.slots_held[job] = (slots, slot)
                 height, width = image.shape[:2]
-                for path in retired:
-                    child.send(("unmap", path))
-                child.send(("job", job, stream_id, name, str(slot.path), width, height,
-                            frame.seq, frame.ts, frame.capture_ts, *frame.source_size))  # fmt: skip
-            except Exception as exc:  # a dead process or a broken frame: this job fails
-                self._reply(child, job, (None, f"{type(exc).__name__}: {exc}", 0.0))
+                batch.extend(("unmap", path) for path in retired)
+                shot = (frame.seq, frame.ts, frame.capture_ts, *frame.source_size)
+                batch.append(("job", job, stream_id, name, str(slot.path), width, height, *shot))
+                jobs.append(job)
+            if not batch:
+                continue
+            try:
+                child.send(("batch", batch))
+            except Exception as exc:  # a dead process: these jobs fail
+                why = f"{type(exc).__name__}: {exc}"
+                self._reply(child, [(job, None, why, 0.0) for job in jobs])
 
-    def _reply(self, child: _Child, job: int, reply: Reply) -> None:
+    def _reply(self, child: _Child, replies: list[Reply]) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
-            self._loop.call_soon_threadsafe(self._done, child, ("done", job, *reply))
+            self._loop.call_soon_threadsafe(self._done, child, replies)
 
-    def _done(self, child: _Child, msg: tuple[Any, ...]) -> None:
-        _, job, payload, error, busy = msg
-        child.release(job)
-        fut = child.pending.pop(job, None)
-        if fut is None or fut.done():
-            return
-        if error is None:
-            fut.set_result((payload, busy))
-        else:
-            fut.set_exception(ProcessAnalyzerError(error))
+    def _done(self, child: _Child, replies: list[Reply]) -> None:
+        for job, payload, error, busy in replies:
+            child.release(job)
+            fut = child.pending.pop(job, None)
+            if fut is None or fut.done():
+                continue
+            if error is None:
+                fut.set_result((payload, busy))
+            else:
+                fut.set_exception(ProcessAnalyzerError(error))
 
     def _fail_pending(self, child: _Child, why: str) -> None:
         for fut in child.pending.values():
