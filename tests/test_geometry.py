@@ -315,11 +315,14 @@ def _decoded_face(width: int, height: int) -> av.VideoFrame:
     return frames[0]
 
 
-def test_halving_a_camera_frame_matches_swscale() -> None:
+@pytest.mark.parametrize("size", [(640, 360), (1280, 720)])  # halved, as it is
+def test_opencv_conversions_of_a_camera_frame_match_swscale(size: tuple[int, int]) -> None:
     frame = _decoded_face(1280, 720)
-    reference = frame.to_ndarray(width=640, height=360, format="bgr24", interpolation="AREA")
-    halved = to_bgr(frame, (640, 360))
-    assert halved.shape == reference.shape == (360, 640, 3)
+    reference = frame.to_ndarray(
+        width=size[0], height=size[1], format="bgr24", interpolation="AREA"
+    )
+    halved = to_bgr(frame, size)
+    assert halved.shape == reference.shape == (size[1], size[0], 3)
     difference = np.abs(halved.astype(int) - reference.astype(int))
     assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 4
     means = halved.reshape(-1, 3).mean(axis=0) - reference.reshape(-1, 3).mean(axis=0)
@@ -327,8 +330,13 @@ def test_halving_a_camera_frame_matches_swscale() -> None:
 
 
 @pytest.mark.parametrize(("colorspace", "color_range"), [(1, 1), (2, 2)])  # BT.709, full range
-def test_frames_opencv_would_read_wrong_go_to_swscale(colorspace: int, color_range: int) -> None:
+@pytest.mark.parametrize("size", [(640, 360), (1280, 720)])
+def test_frames_opencv_would_read_wrong_go_to_swscale(
+    colorspace: int, color_range: int, size: tuple[int, int]
+) -> None:
     frame = _decoded_face(1280, 720)
     frame.colorspace, frame.color_range = colorspace, color_range
-    reference = frame.to_ndarray(width=640, height=360, format="bgr24", interpolation="AREA")
-    assert np.array_equal(to_bgr(frame, (640, 360)), reference)
+    reference = frame.to_ndarray(
+        width=size[0], height=size[1], format="bgr24", interpolation="AREA"
+    )
+    assert np.array_equal(to_bgr(frame, size), reference)

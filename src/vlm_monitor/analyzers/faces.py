@@ -47,13 +47,10 @@ __all__ = ["Box", "FaceDetector", "FaceModels", "FaceTracker", "FaceTracking", "
 SMALL_FACE = 0.14  # of the frame's longer side, short range's own box
 LARGE_FACE = 0.20  # of the longer side, full range's box
 AUTO_MISSES = 2  # detections in a row with no face before trying the other model
-# The irises (2 x ~1.5 ms) are read at most this often; frames between keep the last gaze.
-# Looking away counts after seconds (``away_s``), so 2.5 readings a second are plenty; eyes
-# that have not moved keep their gaze up to a second (``Stillness``).
-GAZE_EVERY_S = 0.4
-GAZE_STILL_S = 1.0
-# Lids and corners of both eyes: the region whose change means the gaze may have moved.
-EYES = (33, 133, 159, 145, 362, 263, 386, 374)
+# The irises (2 x ~1.1 ms, the dearest of the face models) are read once a second; frames
+# between keep the last gaze, and head pose (from the landmarks) follows every frame looked
+# at. Looking away counts after seconds (``away_s``, 3 by default): three readings or more.
+GAZE_EVERY_S = 1.0
 
 
 def iou(a: Box, b: Box) -> float:
@@ -232,8 +229,6 @@ class FaceTracking:
         self._face_still = Stillness(max_age_s=detect_every_s)
         self._gaze: Gaze | None = None
         self._gaze_at = float("-inf")
-        self._eyes_still = Stillness(max_age_s=GAZE_STILL_S)
-        self.mesh_runs = self.iris_runs = 0
         self._tracker = FaceTracker(None, detect_every_s, hold_s)
         self._lock = threading.Lock()
         self._range: Range = "full" if detector == "full" else "short"
@@ -257,17 +252,12 @@ class FaceTracking:
             if wanted and not last.looked and last.ts == ts:
                 if main is not None and main.landmarks is not None:
                     points = main.landmarks
-                    if ts - self._gaze_at >= GAZE_EVERY_S - 1e-3 and not (
-                        self._gaze is not None and self._eyes_still.still(image, ts)
-                    ):
+                    if ts - self._gaze_at >= GAZE_EVERY_S - 1e-3:
                         self._gaze = gaze(points, *self._models().iris.centres(image, points))
                         self._gaze_at = ts
-                        self.iris_runs += 1
-                        self._eyes_still.mark(image, _eyes_box(points, image.shape), ts)
                     main = replace(main, pose=head_pose(points), gaze=self._gaze)
                 else:  # a face found again is read afresh
                     self._gaze_at = float("-inf")
-                    self._eyes_still.reset()
                 self._last = last = replace(last, main=main, looked=True)
             return last
 
@@ -304,7 +294,6 @@ class FaceTracking:
         points = self._points = mesh.points
         self._skin = []
         self._mesh_at, self._score = ts, round(mesh.score, 3)
-        self.mesh_runs += 1
         self._face_still.mark(image, landmark_box(points, (image.shape[1], image.shape[0])), ts)
         self._tracker.confirm(ts)
         face = TrackedFace(
@@ -348,14 +337,6 @@ class FaceTracking:
         self._misses = 0
         self._range = "full" if self._range == "short" else "short"
         return models.detector.detections(image, self._range)
-
-
-def _eyes_box(points: np.ndarray, shape: tuple[int, ...]) -> Box:
-    """Both eyes, with half their height again above and below (lids and brows move with
-    a glance), in frame pixels."""
-    x, y, w, h = landmark_box(points[list(EYES)], (shape[1], shape[0]))
-    pad = max(h // 2, 4)
-    return (x, y - pad, w, h + 2 * pad)
 
 
 class FaceModelsSource(Protocol):

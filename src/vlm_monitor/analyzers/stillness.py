@@ -1,7 +1,6 @@
 """Has a region of the picture stayed as it was? The face tracker asks before running the
-Face Mesh (~1.7 ms) or the iris model (~3 ms for both eyes) again: a student sitting still
-keeps the landmarks (and the gaze) of the last run instead of paying for the same answer
-eight times a second.
+Face Mesh (~1.7 ms with its crop) again: a student sitting still keeps the landmarks of the
+last run instead of paying for the same answer eight times a second.
 
 The test compares a small grey thumbnail of the region with the one taken when the models
 last ran: their mean absolute difference against what a shift of ``max_shift_px`` would give,
@@ -62,12 +61,14 @@ class Stillness:
 
 
 def _factors(box: Box) -> tuple[int, int]:
-    return max(1, box[2] // THUMB), max(1, box[3] // THUMB)
+    """Picture pixels per thumbnail pixel, across and down: the fewest that cover the box."""
+    return max(1, -(-box[2] // THUMB)), max(1, -(-box[3] // THUMB))
 
 
 def _thumbnail(bgr: np.ndarray, box: Box) -> np.ndarray | None:
-    """The grey thumbnail of the middle of ``box``: a whole number of picture pixels per
-    thumbnail pixel, which OpenCV averages 7x faster than an odd ratio (13 us a face)."""
+    """The grey thumbnail of ``box`` and a little around it: a whole number of picture
+    pixels per thumbnail pixel, which OpenCV averages 7x faster than an odd ratio (13 us a
+    face)."""
     kx, ky = _factors(box)
     x, y, bw, bh = box
     x0, y0 = x + (bw - THUMB * kx) // 2, y + (bh - THUMB * ky) // 2
