@@ -46,7 +46,7 @@ from vlm_monitor.analyzers.base import AnalysisResult, SharedModels, StreamConte
 from vlm_monitor.analyzers.builtin import ANALYZERS
 from vlm_monitor.analyzers.face_mesh import roi_from_detection
 from vlm_monitor.analyzers.faces import FaceModels, FaceTracking
-from vlm_monitor.analyzers.rppg import heart_rate, skin_mean
+from vlm_monitor.analyzers.rppg import SkinTrace, heart_rate
 from vlm_monitor.analyzers.service import AnalyzerService
 from vlm_monitor.camera.scene import FaceScene
 from vlm_monitor.config import AnalysisConfig, AnalyzerConfig, StreamConfig
@@ -255,11 +255,11 @@ def video_sway(seeds: int) -> dict:
     errors = []
     for bpm in RATES:
         for seed in range(seeds):
-            tracking = FaceTracking(lambda: models)
+            tracking, skin = FaceTracking(lambda: models), SkinTrace()  # as the analyzer reads
             means = []
             for ts, frame in sway_video(bpm, noise=24.0, sway_px=8.0, seed=seed):
                 face = tracking.update(frame, ts).main
-                means.append(None if face is None else skin_mean(frame, *face.skin_regions()))
+                means.append(None if face is None else skin.mean(frame, face.skin_regions()))
             found = [m for m in means if m is not None]
             if len(found) < 0.9 * len(means):
                 errors.append(float("nan"))

@@ -215,8 +215,8 @@ def capacity_e2e(workdir: Path, quick: bool) -> dict[str, Any]:
     warm, window = (16.0, 10.0) if quick else (16.0, 20.0)
     cores = os.cpu_count() or 2
     plans = [  # size, bitrate, ladder, where the threads, processes and old ladders start
-        ("640x480", 1_000_000, [2, 4, 8, 12, 16, 20, 24, 28, 32, 40], 12, 24, 8),
-        ("1280x720", 2_500_000, [2, 4, 6, 8, 10, 12, 16, 20, 24], 8, 12, 6),
+        ("640x480", 1_000_000, [2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48], 24, 40, 8),
+        ("1280x720", 2_500_000, [2, 4, 6, 8, 10, 12, 16, 20, 24, 28, 32], 16, 24, 12),
     ]
     report: dict[str, Any] = {"analyzer_processes": cores}
     for size, bitrate, ladder, threads_start, procs_start, old_start in plans:

@@ -164,3 +164,23 @@ def test_skin_trace_has_no_steps_where_the_region_moves() -> None:
         steady.append(trace.mean(pixels, current))
     assert abs(heart_rate(np.stack(plain), fps).bpm - 72) > 20
     assert abs(heart_rate(np.stack(steady), fps).bpm - 72) < 2
+
+
+def test_skin_trace_starts_afresh_on_another_picture_size_or_skin() -> None:
+    """A camera that changes resolution, or a region that sees other skin (a face found again
+    elsewhere): the trace starts afresh instead of failing or carrying a level across."""
+    from vlm_monitor.analyzers.rppg import SkinTrace
+
+    def frame(width: int, colour: tuple[int, int, int]) -> np.ndarray:
+        return np.full((240, width, 3), colour, np.uint8)
+
+    square = np.array([[10, 10], [60, 10], [60, 60], [10, 60]], np.int32)
+    trace = SkinTrace()
+    first = trace.mean(frame(320, (120, 150, 200)), ([square], []))
+    assert first is not None and np.allclose(first, (200, 150, 120))
+    smaller = trace.mean(frame(160, (120, 150, 200)), ([square], []))  # same regions object
+    assert smaller is not None and np.allclose(smaller, (200, 150, 120))
+    lit = frame(160, (120, 150, 200))
+    lit[:, 80:] = (30, 60, 100)  # a dark part of the picture, still skin-coloured
+    dark = trace.mean(lit, ([square + np.array([90, 0], np.int32)], []))
+    assert dark is not None and np.allclose(dark, (100, 60, 30))  # not scaled up to the old

@@ -1,7 +1,7 @@
 """Decoded pictures to BGR: the one conversion every analysed frame pays, at 15 fps per
 camera, so its cost decides how many cameras a small machine can watch.
 
-swscale converts and scales in one pass, but a scaled pass costs 0.5-0.65 ms a frame
+swscale converts and scales in one pass, but a scaled pass costs 0.5-0.8 ms a frame
 (640x480 to 554x416, 1280x720 to 640x360; measured on this kind of machine) against 0.15 ms
 unscaled. OpenCV converts a 640x480 frame in 0.11 ms, and for the common halving (a 720p
 camera under the 640x360 analysis budget) shrinks the three YUV planes by exactly two and

@@ -39,7 +39,7 @@ class Frame:
 
     The picture stays in the decoder's own format (an ``av.VideoFrame``, usually YUV) until a
     consumer asks for BGR at some size or for JPEG; each conversion is done at most once per
-    frame, in one pass (scale + convert), and cached. Conversions are thread-safe and return
+    frame and size (``pixels.to_bgr``), and cached. Conversions are thread-safe and return
     read-only arrays: consumers must copy before they draw.
 
     ``width``/``height`` are the displayed shape (sources turn rotated pictures upright at

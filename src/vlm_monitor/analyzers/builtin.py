@@ -101,6 +101,8 @@ class HeartRateAnalyzer(Analyzer):
 
     def analyze(self, image: np.ndarray, frame: Frame) -> dict[str, Any] | None:
         face = self.context.face(image, frame)
+        if face is None:
+            self._skin.reset()
         rgb = None if face is None else self._skin.mean(image, face.skin_regions())
         reading = self._estimator.add(frame.capture_ts, rgb)
         if reading is None:

@@ -49,7 +49,7 @@ LARGE_FACE = 0.20  # of the longer side, full range's box
 AUTO_MISSES = 2  # detections in a row with no face before trying the other model
 # The irises (2 x ~1.1 ms, the dearest of the face models) are read once a second; frames
 # between keep the last gaze, and head pose (from the landmarks) follows every frame looked
-# at. Looking away counts after seconds (``away_s``, 3 by default): three readings or more.
+# at. Looking away counts after seconds (``away_s``, 3 by default: three readings or more).
 GAZE_EVERY_S = 1.0
 
 
@@ -205,8 +205,8 @@ class FaceTracking:
 
     ``models`` returns the calling thread's FaceModels. ``detector``: ``short`` (webcam
     distance), ``full`` (room cameras), or ``auto`` (short range, full range while faces
-    are small or short range finds none). ``look``: head pose and irises (2 x ~1.5 ms) on
-    every update unless the call says otherwise."""
+    are small or short range finds none). ``look``: head pose and irises (2 x ~1.1 ms, read
+    once a second) on every update unless the call says otherwise."""
 
     def __init__(
         self,
@@ -270,14 +270,17 @@ class FaceTracking:
             boxes = sorted((d.box for d in found), key=lambda b: b[2] * b[3], reverse=True)
             self._boxes = boxes
             self._tracker.accept(boxes, ts)
+        still = found is None and self._points is not None and self._face_still.still(image, ts)
+        if still:  # as the mesh last saw it: still there, though no model looked
+            self._tracker.confirm(ts)
         tracked = self._tracker.current(ts)
         if tracked is None:
             self._points = None
             return FaceFrame(ts, self._boxes, None, self._range)
-        if (
+        if still or (
             found is None
             and self._points is not None
-            and (ts - self._mesh_at < self._mesh_every - 1e-3 or self._face_still.still(image, ts))
+            and ts - self._mesh_at < self._mesh_every - 1e-3
         ):
             face = TrackedFace(
                 tracked.box, tracked.age_s, self._points, self._score, skin=self._skin

@@ -8,7 +8,7 @@ Messages, pickled tuples on one duplex pipe:
   path, width, height, seq, ts, capture_ts, source_width, source_height)`` and
   ``("unmap", path)`` messages, handled in order;
 - here -> server: ``("done", [(job_id, payload or None, error text or None, seconds busy),
-  ...])``, one per message with jobs, once they all ran.
+  ...])``: the jobs of a batch done so far, every ``REPLY_EVERY_S`` and at its end.
 
 The process ends when the server says stop or its end of the pipe closes (the server died),
 so it never outlives the server.
@@ -30,6 +30,10 @@ from vlm_monitor.analyzers.base import Analyzer, SharedModels
 from vlm_monitor.analyzers.builtin import build_analyzers
 from vlm_monitor.config import AnalyzerConfig
 from vlm_monitor.types import Frame
+
+# Answers to a batch go back together, but at least this often while it runs: a job's
+# result waits for a few neighbours, not for the whole batch.
+REPLY_EVERY_S = 0.005
 
 
 class _Mapped:
@@ -101,12 +105,17 @@ def main(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         replies: list[tuple[Any, ...]] = []
+        sent = time.perf_counter()
         for item in msg[1] if msg[0] == "batch" else [msg]:
             kind = item[0]
             if kind == "job":
                 start = time.perf_counter()
                 payload, error = _analyze(streams, mapped, item)
-                replies.append((item[1], payload, error, time.perf_counter() - start))
+                end = time.perf_counter()
+                replies.append((item[1], payload, error, end - start))
+                if end - sent >= REPLY_EVERY_S:  # a long batch: what is done goes now
+                    conn.send(("done", replies))
+                    replies, sent = [], end
             elif kind == "add":
                 streams[item[1]] = _build(item[1], item[2], models)
             elif kind == "remove":

@@ -198,14 +198,11 @@ class AnalyzerProcesses:
                     items.append(child.outbox.get_nowait())
                 except queue.Empty:
                     break
-            if items[-1] is None:
-                items.pop()
-                running = False
+            if None in items:  # stop: the jobs queued before it still go
+                items, running = items[: items.index(None)], False
             batch: list[tuple[Any, ...]] = []
             jobs: list[int] = []
-            for item in items:
-                assert item is not None
-                job, stream_id, name, frame, size, slots = item
+            for job, stream_id, name, frame, size, slots in filter(None, items):
                 try:
                     image = frame.analysis_bgr(size)  # the shared conversion, once per frame
                     slot, retired = slots.put(frame, image)

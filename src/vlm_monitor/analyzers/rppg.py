@@ -281,7 +281,7 @@ def skin_mask(
     """The skin pixels inside the face's skin ``regions`` less ``exclude`` (polygons in frame
     pixels, from the landmarks: forehead, cheeks and chin without eyes, brows, nose and
     mouth), checked against a YCrCb skin range (Cr 133-173, Cb 77-127) so hair, a hand or
-    glasses over them do not count; None when too little skin shows."""
+    glasses over them in this frame do not count; None when too little skin shows."""
     if not regions:
         return None
     h, w = bgr.shape[:2]
@@ -312,6 +312,7 @@ def skin_mean(
 
 
 Regions = tuple[list[np.ndarray], list[np.ndarray]]  # polygons to take, to leave out
+GAIN_RANGE = (0.5, 2.0)  # a skin trace's level correction beyond these is not a small step
 
 
 class SkinTrace:
@@ -327,18 +328,31 @@ class SkinTrace:
     the face, which the detrending removes."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the region (the face was lost): the next one starts the trace afresh."""
         self._regions: Regions | None = None
         self._mask: SkinMask | None = None
+        self._shape: tuple[int, ...] = ()
         self._gain = np.ones(3)
 
     def mean(self, bgr: np.ndarray, regions: Regions) -> np.ndarray | None:
+        if bgr.shape != self._shape:  # another picture size: the masks no longer fit
+            self.reset()
+            self._shape = bgr.shape
         if regions is not self._regions or self._mask is None:
             mask = skin_mask(bgr, *regions)
             if mask is None:
-                self._regions, self._mask, self._gain = None, None, np.ones(3)
+                self.reset()
                 return None
             if self._mask is not None:
-                self._gain = self._gain * self._mask.mean(bgr) / mask.mean(bgr)
+                gain = self._gain * self._mask.mean(bgr) / np.maximum(mask.mean(bgr), 1e-6)
+                # Far from 1 means the two regions do not see the same skin (a face found
+                # again elsewhere, a dark edge): start the level afresh instead of carrying it.
+                self._gain = (
+                    gain if np.all((gain > GAIN_RANGE[0]) & (gain < GAIN_RANGE[1])) else np.ones(3)
+                )
             self._regions, self._mask = regions, mask
         adjusted: np.ndarray = self._mask.mean(bgr) * self._gain
         return adjusted

@@ -71,10 +71,12 @@ def _thumbnail(bgr: np.ndarray, box: Box) -> np.ndarray | None:
     face)."""
     kx, ky = _factors(box)
     x, y, bw, bh = box
-    x0, y0 = x + (bw - THUMB * kx) // 2, y + (bh - THUMB * ky) // 2
-    x1, y1 = x0 + THUMB * kx, y0 + THUMB * ky
-    if x0 < 0 or y0 < 0 or x1 > bgr.shape[1] or y1 > bgr.shape[0]:
-        return None  # cut by the frame's edge: never still
-    grey = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    width, height = THUMB * kx, THUMB * ky
+    if width > bgr.shape[1] or height > bgr.shape[0]:
+        return None  # a frame smaller than the window: never still
+    # Centred on the box, moved inside the frame where the box is near its edge.
+    x0 = min(max(0, x + (bw - width) // 2), bgr.shape[1] - width)
+    y0 = min(max(0, y + (bh - height) // 2), bgr.shape[0] - height)
+    grey = cv2.cvtColor(bgr[y0 : y0 + height, x0 : x0 + width], cv2.COLOR_BGR2GRAY)
     small = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
     return small.astype(np.float32)
