@@ -259,7 +259,7 @@ def video_sway(seeds: int) -> dict:
             means = []
             for ts, frame in sway_video(bpm, noise=24.0, sway_px=8.0, seed=seed):
                 face = tracking.update(frame, ts).main
-                means.append(None if face is None else skin.mean(frame, face.skin_regions()))
+                means.append(None if face is None else skin.mean(frame, face.skin_regions(), ts))
             found = [m for m in means if m is not None]
             if len(found) < 0.9 * len(means):
                 errors.append(float("nan"))

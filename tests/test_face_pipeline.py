@@ -300,7 +300,7 @@ def test_heart_rate_through_the_face_pipeline_with_sway() -> None:
         for ts, frame in sway_video(bpm, noise=24.0, sway_px=8.0, seed=1):
             face = tracking.update(frame, ts).main
             assert face is not None
-            means.append(skin.mean(frame, face.skin_regions()))
+            means.append(skin.mean(frame, face.skin_regions(), ts))
         assert all(m is not None for m in means)
         errors.append(abs(heart_rate(np.stack(means), 15.0).bpm - bpm))
     assert max(errors) < 3.0, errors

@@ -161,7 +161,7 @@ def test_skin_trace_has_no_steps_where_the_region_moves() -> None:
         pixels = np.clip(frame, 0, 255).astype(np.uint8)
         current = regions[int(t * 4) % 2]  # a new region every quarter second
         plain.append(skin_mean(pixels, *current))
-        steady.append(trace.mean(pixels, current))
+        steady.append(trace.mean(pixels, current, t))
     assert abs(heart_rate(np.stack(plain), fps).bpm - 72) > 20
     assert abs(heart_rate(np.stack(steady), fps).bpm - 72) < 2
 
@@ -176,11 +176,11 @@ def test_skin_trace_starts_afresh_on_another_picture_size_or_skin() -> None:
 
     square = np.array([[10, 10], [60, 10], [60, 60], [10, 60]], np.int32)
     trace = SkinTrace()
-    first = trace.mean(frame(320, (120, 150, 200)), ([square], []))
+    first = trace.mean(frame(320, (120, 150, 200)), ([square], []), 0.0)
     assert first is not None and np.allclose(first, (200, 150, 120))
-    smaller = trace.mean(frame(160, (120, 150, 200)), ([square], []))  # same regions object
+    smaller = trace.mean(frame(160, (120, 150, 200)), ([square], []), 1.0)  # same regions
     assert smaller is not None and np.allclose(smaller, (200, 150, 120))
     lit = frame(160, (120, 150, 200))
     lit[:, 80:] = (30, 60, 100)  # a dark part of the picture, still skin-coloured
-    dark = trace.mean(lit, ([square + np.array([90, 0], np.int32)], []))
+    dark = trace.mean(lit, ([square + np.array([90, 0], np.int32)], []), 2.0)
     assert dark is not None and np.allclose(dark, (100, 60, 30))  # not scaled up to the old

@@ -313,6 +313,11 @@ def skin_mean(
 
 Regions = tuple[list[np.ndarray], list[np.ndarray]]  # polygons to take, to leave out
 GAIN_RANGE = (0.5, 2.0)  # a skin trace's level correction beyond these is not a small step
+# Regions replaced sooner than this leave steps above the heart-rate band (a region and back
+# within 2 x 1/6 s is 3 Hz, the band's top), and correcting each step adds its noise to the
+# level: with the Face Mesh on every frame and heavy sensor noise that walk was worse than the
+# steps. Regions that stayed longer are continued.
+STEADY_REGION_S = 1 / 6
 
 
 class SkinTrace:
@@ -323,9 +328,9 @@ class SkinTrace:
     skin pixels are picked once per region, on its first frame, and later frames only
     average under them. When the region moves on to new landmarks the mean jumps a little
     (other pixels), as often as the mesh runs: a sway makes that a few times a second, right
-    in the heart-rate band. So on the frame where the region changes both regions are read,
-    and the new one is scaled to continue the old one's level; the gain drifts slowly with
-    the face, which the detrending removes."""
+    in the heart-rate band. So on the frame where a region that stayed ``STEADY_REGION_S``
+    or longer is replaced, both are read, and the new one is scaled to continue the old one's
+    level; the gain drifts slowly with the face, which the detrending removes."""
 
     def __init__(self) -> None:
         self.reset()
@@ -336,8 +341,10 @@ class SkinTrace:
         self._mask: SkinMask | None = None
         self._shape: tuple[int, ...] = ()
         self._gain = np.ones(3)
+        self._since = float("-inf")  # when the region in use came
 
-    def mean(self, bgr: np.ndarray, regions: Regions) -> np.ndarray | None:
+    def mean(self, bgr: np.ndarray, regions: Regions, ts: float) -> np.ndarray | None:
+        """The skin's mean RGB in ``bgr`` (a frame at ``ts``), continuing the trace."""
         if bgr.shape != self._shape:  # another picture size: the masks no longer fit
             self.reset()
             self._shape = bgr.shape
@@ -346,13 +353,13 @@ class SkinTrace:
             if mask is None:
                 self.reset()
                 return None
-            if self._mask is not None:
+            if self._mask is not None and ts - self._since >= STEADY_REGION_S:
                 gain = self._gain * self._mask.mean(bgr) / np.maximum(mask.mean(bgr), 1e-6)
                 # Far from 1 means the two regions do not see the same skin (a face found
                 # again elsewhere, a dark edge): start the level afresh instead of carrying it.
                 self._gain = (
                     gain if np.all((gain > GAIN_RANGE[0]) & (gain < GAIN_RANGE[1])) else np.ones(3)
                 )
-            self._regions, self._mask = regions, mask
+            self._regions, self._mask, self._since = regions, mask, ts
         adjusted: np.ndarray = self._mask.mean(bgr) * self._gain
         return adjusted
