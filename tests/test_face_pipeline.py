@@ -14,7 +14,7 @@ from vlm_monitor.analyzers.face_detect import BlazeFace, FaceDetector, anchors, 
 from vlm_monitor.analyzers.face_geometry import aligned_face, gaze, head_pose
 from vlm_monitor.analyzers.face_mesh import Iris, roi_from_detection
 from vlm_monitor.analyzers.faces import FaceModels, FaceTracking, iou
-from vlm_monitor.analyzers.rppg import SkinTrace, heart_rate, skin_mean
+from vlm_monitor.analyzers.rppg import SkinTrace, heart_rate, skin_mask
 
 MODELS = FaceModels()
 
@@ -284,8 +284,8 @@ def test_skin_region_is_skin_and_misses_eyes_and_mouth(astronaut) -> None:
     for index in (151, 50, 280, 199):  # forehead, cheeks, chin
         x, y = np.round(points[index, :2]).astype(int)
         assert mask[y, x] == 255, index
-    assert skin_mean(astronaut, keep, drop) is not None
-    assert skin_mean(astronaut, [], []) is None
+    assert skin_mask(astronaut, keep, drop) is not None
+    assert skin_mask(astronaut, [], []) is None
 
 
 def test_heart_rate_through_the_face_pipeline_with_sway() -> None:

@@ -59,7 +59,7 @@ def test_heart_rate_from_a_synthetic_face_video(astronaut) -> None:
     import cv2
 
     from vlm_monitor.analyzers.faces import FaceModels, FaceTracking
-    from vlm_monitor.analyzers.rppg import HeartRateEstimator, skin_mean
+    from vlm_monitor.analyzers.rppg import HeartRateEstimator, SkinTrace
 
     rng = np.random.default_rng(3)
     ycrcb = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YCrCb)
@@ -67,7 +67,7 @@ def test_heart_rate_from_a_synthetic_face_video(astronaut) -> None:
     signature = np.array([0.53, 0.77, 0.33])  # B, G, R
     models = FaceModels()
     tracking = FaceTracking(lambda: models, detect_every_s=1.0)
-    estimator = HeartRateEstimator(window_s=10, update_s=1)
+    estimator, skin_trace = HeartRateEstimator(window_s=10, update_s=1), SkinTrace()
     readings = []
     base = astronaut.astype(np.float32)
     for i in range(15 * 14):  # 14 s at 15 fps
@@ -79,9 +79,11 @@ def test_heart_rate_from_a_synthetic_face_video(astronaut) -> None:
         shift = round(2 * np.sin(2 * np.pi * 0.3 * t))  # head sway, pixels
         frame = np.roll(np.clip(frame, 0, 255).astype(np.uint8), shift, axis=1)
         face = tracking.update(frame, t).main
-        reading = estimator.add(t, None if face is None else skin_mean(frame, *face.skin_regions()))
+        rgb = None if face is None else skin_trace.mean(frame, face.skin_regions(), t)
+        reading = estimator.add(t, rgb)
         if reading is not None and reading.bpm is not None:
             readings.append(reading.bpm)
     assert len(readings) >= 3
     assert all(abs(bpm - 72) <= 3 for bpm in readings), readings
-    assert estimator.add(100.0, skin_mean(np.zeros_like(astronaut), [], [])).reason == "no face"
+    nothing = skin_trace.mean(np.zeros_like(astronaut), ([], []), 100.0)
+    assert estimator.add(100.0, nothing).reason == "no face"

@@ -140,7 +140,7 @@ def test_skin_trace_has_no_steps_where_the_region_moves() -> None:
     move reads other pixels (the cheek's shading), a 120 bpm square wave stronger than the
     72 bpm pulse. Read plainly it wins; the skin trace continues each region's level
     from the last and keeps the pulse."""
-    from vlm_monitor.analyzers.rppg import SkinTrace, skin_mean
+    from vlm_monitor.analyzers.rppg import SkinTrace, skin_mask
     from vlm_monitor.camera.scene import PULSE_SIGNATURE
 
     width, height, fps = 320, 240, 15.0
@@ -160,7 +160,7 @@ def test_skin_trace_has_no_steps_where_the_region_moves() -> None:
         frame += rng.normal(0, 2, frame.shape).astype(np.float32)  # a sensor's noise
         pixels = np.clip(frame, 0, 255).astype(np.uint8)
         current = regions[int(t * 4) % 2]  # a new region every quarter second
-        plain.append(skin_mean(pixels, *current))
+        plain.append(skin_mask(pixels, *current).mean(pixels))  # type: ignore[union-attr]
         steady.append(trace.mean(pixels, current, t))
     assert abs(heart_rate(np.stack(plain), fps).bpm - 72) > 20
     assert abs(heart_rate(np.stack(steady), fps).bpm - 72) < 2

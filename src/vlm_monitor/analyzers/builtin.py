@@ -103,9 +103,9 @@ class HeartRateAnalyzer(Analyzer):
         face = self.context.face(image, frame)
         if face is None:
             self._skin.reset()
-        rgb = (
-            None if face is None else self._skin.mean(image, face.skin_regions(), frame.capture_ts)
-        )
+            rgb = None
+        else:
+            rgb = self._skin.mean(image, face.skin_regions(), frame.capture_ts)
         reading = self._estimator.add(frame.capture_ts, rgb)
         if reading is None:
             return None

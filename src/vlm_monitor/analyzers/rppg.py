@@ -303,14 +303,6 @@ def skin_mask(
     return SkinMask(int(x0), int(y0), int(x1), int(y1), mask)
 
 
-def skin_mean(
-    bgr: np.ndarray, regions: Sequence[np.ndarray], exclude: Sequence[np.ndarray] = ()
-) -> np.ndarray | None:
-    """Mean RGB of the skin pixels of ``skin_mask``; None when too little skin shows."""
-    found = skin_mask(bgr, regions, exclude)
-    return None if found is None else found.mean(bgr)
-
-
 Regions = tuple[list[np.ndarray], list[np.ndarray]]  # polygons to take, to leave out
 GAIN_RANGE = (0.5, 2.0)  # a skin trace's level correction beyond these is not a small step
 # Regions replaced sooner than this leave steps above the heart-rate band (a region and back
