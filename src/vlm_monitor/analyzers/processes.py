@@ -188,8 +188,8 @@ class AnalyzerProcesses:
 
     def _send(self, child: _Child) -> None:
         """Sends one process its jobs in the order they were submitted: those queued by the
-        time it looks, up to ``BATCH``, in one message (at 40 streams, one message and one
-        wake-up per job cost the server more than converting the frames)."""
+        time it looks, up to ``BATCH``, in one message (with 32 face streams on 2 cores, one
+        message and one wake-up per job took the server 0.88 cores, batches 0.79)."""
         running = True
         while running:
             items = [child.outbox.get()]

@@ -5,11 +5,11 @@ last run instead of paying for the same answer eight times a second.
 The test compares a small grey thumbnail of the region with the one taken when the models
 last ran: their mean absolute difference against what a shift of ``max_shift_px`` would give,
 estimated from the reference thumbnail's own gradient (so a low-contrast face is judged by
-its own scale). Measured on a real face (the astronaut, 180 px wide, sensor noise sigma 2):
-noise alone gives 0.24 levels; a 0.6 % pulse 0.8; shifts of 0.5, 1 and 2 px give 2.0, 3.9
-and 7.7; a 3 % change of light 3.8. So the pulse and the noise pass as still, a shift of a
-pixel or a change of light does not, and a picture with too little detail to tell never
-counts as still.
+its own scale). Measured on a real face (the astronaut, a 180x200 box, sensor noise sigma 2),
+where a one-pixel shift is estimated at 3.1 levels: noise alone gives 0.24; a 0.6 % pulse
+0.8; shifts of 0.5, 1 and 2 px give 1.9, 3.7 and 7.2; a 3 % change of light 3.8. So the pulse,
+the noise and half a pixel pass as still, a shift of a pixel or a change of light does not,
+and a picture with too little detail to tell never counts as still.
 """
 
 from __future__ import annotations
